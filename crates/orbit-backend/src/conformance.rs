@@ -1,0 +1,84 @@
+//! The behaviour every [`Backend`] must show, run against each implementation.
+
+use crate::{Backend, BackendError, ByteStream, ObjectStoreBackend};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+fn stream_of(chunks: Vec<Vec<u8>>) -> ByteStream {
+    futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))).boxed()
+}
+
+async fn read_all(b: &dyn Backend, path: &str, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
+    let s = b.get(path, range).await.unwrap();
+    let parts: Vec<Bytes> = s.try_collect().await.unwrap();
+    parts.concat()
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+async fn run_all(b: &dyn Backend) {
+    // Small put and full, ranged and empty-range reads.
+    let small = pattern(1000);
+    assert_eq!(b.put("t/small", stream_of(vec![small[..10].to_vec(), small[10..].to_vec()])).await.unwrap(), 1000);
+    assert_eq!(read_all(b, "t/small", None).await, small);
+    assert_eq!(read_all(b, "t/small", Some(100..200)).await, small[100..200]);
+    assert!(read_all(b, "t/small", Some(5..5)).await.is_empty());
+
+    // A body larger than one part streams through multipart and reads back whole.
+    let big = pattern(20 * 1024 * 1024 + 123);
+    let chunks: Vec<Vec<u8>> = big.chunks(1024 * 1024).map(<[u8]>::to_vec).collect();
+    assert_eq!(b.put("t/big", stream_of(chunks)).await.unwrap(), big.len() as u64);
+    assert_eq!(read_all(b, "t/big", None).await, big);
+    let r = 8 * 1024 * 1024 - 10..9 * 1024 * 1024 + 10;
+    assert_eq!(read_all(b, "t/big", Some(r.clone())).await, big[r.start as usize..r.end as usize]);
+
+    // A failing input stream stores nothing, small or large.
+    for size in [10usize, 12 * 1024 * 1024] {
+        let failing: ByteStream = futures::stream::iter(vec![
+            Ok(Bytes::from(vec![1u8; size])),
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+        ])
+        .boxed();
+        assert!(matches!(b.put("t/failed", failing).await, Err(BackendError::Input(_))));
+        assert!(matches!(b.get("t/failed", None).await, Err(BackendError::NotFound(_))));
+    }
+
+    // Copy, delete, and deleting twice.
+    b.copy("t/small", "t/copy").await.unwrap();
+    assert_eq!(read_all(b, "t/copy", None).await, small);
+    b.delete("t/small").await.unwrap();
+    b.delete("t/small").await.unwrap();
+    assert!(matches!(b.get("t/small", None).await, Err(BackendError::NotFound(_))));
+    assert_eq!(read_all(b, "t/copy", None).await, small);
+
+    // Empty blobs exist and read back empty.
+    b.put("t/empty", stream_of(vec![])).await.unwrap();
+    assert!(read_all(b, "t/empty", None).await.is_empty());
+}
+
+#[tokio::test]
+async fn memory_backend() {
+    run_all(&ObjectStoreBackend::memory()).await;
+}
+
+#[tokio::test]
+async fn local_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = ObjectStoreBackend::local(dir.path()).unwrap();
+    run_all(&b).await;
+    // Nothing but finished blobs is left behind on disk (no staging files).
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let name = e.file_name().into_string().unwrap();
+                assert!(!name.contains('#'), "staging file left behind: {name}");
+            }
+        }
+    }
+}

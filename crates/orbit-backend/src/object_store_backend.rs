@@ -1,0 +1,155 @@
+use crate::{Backend, BackendError, BackendResult, ByteStream};
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Bodies up to this size are written in one put; larger ones stream as parts.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts in flight at once while streaming a large body.
+const PART_CONCURRENCY: usize = 2;
+/// Block size when reading local files: large blocks keep the per-block
+/// thread hop negligible (object_store's own file stream uses 8 KiB).
+const READ_BLOCK: u64 = 1024 * 1024;
+
+/// A [`Backend`] over any object_store implementation.
+#[derive(Debug, Clone)]
+pub struct ObjectStoreBackend {
+    store: Arc<dyn ObjectStore>,
+    description: String,
+}
+
+impl ObjectStoreBackend {
+    /// A local directory, fsynced on every write so an acknowledged PUT survives a crash.
+    pub fn local(root: &std::path::Path) -> BackendResult<Self> {
+        std::fs::create_dir_all(root).map_err(|e| BackendError::Unavailable(format!("{}: {e}", root.display())))?;
+        let fs = LocalFileSystem::new_with_prefix(root)
+            .map_err(unavailable)?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(Self { store: Arc::new(fs), description: format!("local:{}", root.display()) })
+    }
+
+    /// Blobs held in memory: for tests and throwaway servers.
+    pub fn memory() -> Self {
+        Self { store: Arc::new(InMemory::new()), description: "memory".into() }
+    }
+
+    /// Any other object_store implementation.
+    pub fn from_store(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
+        Self { store, description: description.into() }
+    }
+}
+
+fn unavailable(e: object_store::Error) -> BackendError {
+    match e {
+        object_store::Error::NotFound { path, .. } => BackendError::NotFound(path),
+        other => BackendError::Unavailable(other.to_string()),
+    }
+}
+
+fn parse_path(path: &str) -> BackendResult<Path> {
+    Path::parse(path).map_err(|e| BackendError::Unavailable(format!("bad blob path {path}: {e}")))
+}
+
+#[async_trait]
+impl Backend for ObjectStoreBackend {
+    async fn put(&self, path: &str, mut body: ByteStream) -> BackendResult<u64> {
+        let location = parse_path(path)?;
+        let mut first = BytesMut::new();
+        let mut total = 0u64;
+        // Small bodies (the common case) are gathered and written at once.
+        while first.len() < PART_SIZE {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    total += chunk.len() as u64;
+                    first.extend_from_slice(&chunk);
+                }
+                Some(Err(e)) => return Err(BackendError::Input(e)),
+                None => {
+                    let payload = PutPayload::from_bytes(first.freeze());
+                    self.store.put(&location, payload).await.map_err(unavailable)?;
+                    return Ok(total);
+                }
+            }
+        }
+        let upload = self.store.put_multipart(&location).await.map_err(unavailable)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        writer.put(first.freeze());
+        loop {
+            if let Err(e) = writer.wait_for_capacity(PART_CONCURRENCY).await {
+                return Err(unavailable(e));
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    total += chunk.len() as u64;
+                    writer.put(chunk);
+                }
+                Some(Err(e)) => {
+                    let _ = writer.abort().await;
+                    return Err(BackendError::Input(e));
+                }
+                None => break,
+            }
+        }
+        writer.finish().await.map_err(unavailable)?;
+        Ok(total)
+    }
+
+    async fn get(&self, path: &str, range: Option<Range<u64>>) -> BackendResult<ByteStream> {
+        let location = parse_path(path)?;
+        if range.as_ref().is_some_and(|r| r.is_empty()) {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let options = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
+        let result = self.store.get_opts(&location, options).await.map_err(unavailable)?;
+        let byte_range = result.range.clone();
+        match result.payload {
+            GetResultPayload::File(file, _) => Ok(read_file_blocks(file, byte_range)),
+            GetResultPayload::Stream(_) => Ok(result.into_stream().map_err(std::io::Error::other).boxed()),
+        }
+    }
+
+    async fn delete(&self, path: &str) -> BackendResult<()> {
+        match self.store.delete(&parse_path(path)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> BackendResult<()> {
+        self.store.copy(&parse_path(from)?, &parse_path(to)?).await.map_err(unavailable)
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+/// Stream a local file's range in large blocks, one blocking read per block.
+fn read_file_blocks(file: std::fs::File, range: Range<u64>) -> ByteStream {
+    let state = (Some(file), range.start, range.end);
+    futures::stream::try_unfold(state, |(file, pos, end)| async move {
+        let Some(mut file) = file else { return Ok(None) };
+        if pos >= end {
+            return Ok(None);
+        }
+        let want = (end - pos).min(READ_BLOCK) as usize;
+        let (file, block) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            file.seek(SeekFrom::Start(pos))?;
+            let mut buf = vec![0u8; want];
+            file.read_exact(&mut buf)?;
+            Ok((file, Bytes::from(buf)))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(Some((block, (Some(file), pos + want as u64, end))))
+    })
+    .boxed()
+}

@@ -1,0 +1,12 @@
+//! Tenancy: tenants, their users, access keys and roles, and the rules of
+//! who may do what. Secrets are sealed at rest with the site's master key.
+
+mod authz;
+mod directory;
+mod model;
+mod secrets;
+
+pub use authz::{AdminAction, authorize_admin, may_grant};
+pub use directory::{Directory, meta_error};
+pub use model::{AccessKeyRecord, Caller, TenantModel, TenantRecord, UserRecord};
+pub use secrets::{MasterKey, generate_access_key_id, generate_secret};
