@@ -92,12 +92,14 @@ impl Directory {
         Ok(out)
     }
 
-    /// Remove the tenant with its users and keys. The caller makes sure it
-    /// holds no buckets first.
+    /// Remove the tenant with its users and keys. Refused (as a conflict)
+    /// while the tenant owns a bucket.
     pub async fn delete_tenant(&self, tenant: &TenantRecord) -> Result<()> {
         let tid = tenant.id.as_bytes();
         let mut txn = Txn::new()
             .require_equals(Table::TenantNames, tenant.name.as_str().as_bytes().to_vec(), tid.to_vec())
+            // Buckets are the namespace's to remove; a tenant that still owns one stays.
+            .require_prefix_empty(Table::Buckets, tid.to_vec())
             .delete(Table::TenantNames, tenant.name.as_str().as_bytes().to_vec())
             .delete(Table::Tenants, tid.to_vec());
         for (k, user_id) in self.scan_all(Table::UserNames, tid).await? {
@@ -110,7 +112,13 @@ impl Directory {
         }
         match self.meta.commit(txn).await {
             Ok(()) => Ok(()),
-            Err(MetaError::Conflict) => Err(Error::NotFound(Resource::Tenant)),
+            Err(MetaError::Conflict) => {
+                if self.meta.scan_prefix(Table::Buckets, tid, None, 1).await.map_err(meta_error)?.is_empty() {
+                    Err(Error::NotFound(Resource::Tenant))
+                } else {
+                    Err(Error::NotEmpty(Resource::Tenant))
+                }
+            }
             Err(e) => Err(meta_error(e)),
         }
     }

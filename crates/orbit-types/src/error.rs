@@ -41,6 +41,11 @@ pub enum Error {
     InvalidName(#[from] InvalidName),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A request that is well-formed but not allowed as asked (S3's InvalidRequest).
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the user metadata exceeds 2 KiB")]
+    MetadataTooLarge,
     #[error("access denied")]
     AccessDenied,
     #[error("a precondition does not hold")]

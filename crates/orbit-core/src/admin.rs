@@ -1,0 +1,167 @@
+//! The operations of the admin API, authorised: tenants, users, keys and
+//! buckets. The HTTP layer only translates; every rule lives here.
+
+use crate::Namespace;
+use crate::records::BucketRecord;
+use orbit_tenancy::{
+    AccessKeyRecord, AdminAction, Caller, Directory, TenantModel, TenantRecord, UserRecord, authorize_admin, may_grant,
+};
+use orbit_types::{BucketName, Error, Resource, Result, Role, TenantName, UserName};
+
+#[derive(Clone)]
+pub struct AdminService {
+    dir: Directory,
+    ns: Namespace,
+}
+
+impl AdminService {
+    pub fn new(dir: Directory, ns: Namespace) -> Self {
+        Self { dir, ns }
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.dir
+    }
+
+    /// Resolve a tenant named in a request. Anyone but an operator may only
+    /// name their own tenant; any other name is refused without a lookup,
+    /// so the answer is the same whether that tenant exists or not.
+    async fn target(&self, caller: &Caller, name: &str) -> Result<TenantRecord> {
+        if caller.role != Role::Operator && name != caller.tenant.as_str() {
+            return Err(Error::AccessDenied);
+        }
+        let name = TenantName::new(name)?;
+        self.dir.tenant_by_name(&name).await
+    }
+
+    pub async fn create_tenant(&self, caller: &Caller, name: &str, model: TenantModel) -> Result<TenantRecord> {
+        authorize_admin(caller, AdminAction::ManageTenants)?;
+        let name = TenantName::new(name)?;
+        if name.is_system() {
+            return Err(Error::AlreadyExists(Resource::Tenant));
+        }
+        self.dir.create_tenant(&name, model).await
+    }
+
+    pub async fn list_tenants(&self, caller: &Caller) -> Result<Vec<TenantRecord>> {
+        if authorize_admin(caller, AdminAction::ManageTenants).is_ok() {
+            return self.dir.list_tenants().await;
+        }
+        authorize_admin(caller, AdminAction::ReadTenant(caller.tenant_id))?;
+        Ok(vec![self.dir.tenant_by_id(caller.tenant_id).await?])
+    }
+
+    pub async fn get_tenant(&self, caller: &Caller, name: &str) -> Result<TenantRecord> {
+        let t = self.target(caller, name).await?;
+        authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
+        Ok(t)
+    }
+
+    /// Delete a tenant. One that still owns buckets is refused unless
+    /// `force`, which deletes every bucket and object first.
+    pub async fn delete_tenant(&self, caller: &Caller, name: &str, force: bool) -> Result<()> {
+        authorize_admin(caller, AdminAction::ManageTenants)?;
+        let t = self.target(caller, name).await?;
+        if t.name.is_system() {
+            return Err(Error::InvalidRequest("the system tenant cannot be deleted".into()));
+        }
+        if self.ns.tenant_has_buckets(t.id).await? {
+            if !force {
+                return Err(Error::NotEmpty(Resource::Tenant));
+            }
+            for b in self.ns.list_buckets_of(t.id).await? {
+                match self.ns.delete_bucket_in(t.id, b.name.as_str(), true).await {
+                    Ok(()) | Err(Error::NotFound(Resource::Bucket)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.dir.delete_tenant(&t).await
+    }
+
+    pub async fn create_user(&self, caller: &Caller, tenant: &str, name: &str, role: Role) -> Result<UserRecord> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageIdentities(t.id))?;
+        if !may_grant(caller, role, t.name.is_system()) {
+            return Err(if role == Role::Operator && caller.role == Role::Operator {
+                Error::InvalidArgument("the operator role exists only in the system tenant".into())
+            } else {
+                Error::AccessDenied
+            });
+        }
+        self.dir.create_user(&t, &UserName::new(name)?, role).await
+    }
+
+    pub async fn list_users(&self, caller: &Caller, tenant: &str) -> Result<Vec<UserRecord>> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
+        self.dir.list_users(t.id).await
+    }
+
+    pub async fn delete_user(&self, caller: &Caller, tenant: &str, name: &str) -> Result<()> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageIdentities(t.id))?;
+        let user = self.dir.user_by_name(t.id, &UserName::new(name)?).await?;
+        if user.id == caller.user_id {
+            return Err(Error::InvalidRequest("you cannot delete the user you are signed in as".into()));
+        }
+        if user.role == Role::Operator && caller.role != Role::Operator {
+            return Err(Error::AccessDenied);
+        }
+        self.dir.delete_user(&user).await
+    }
+
+    pub async fn create_key(&self, caller: &Caller, tenant: &str, user: &str) -> Result<(AccessKeyRecord, String, UserRecord)> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageIdentities(t.id))?;
+        let user = self.dir.user_by_name(t.id, &UserName::new(user)?).await?;
+        let (rec, secret) = self.dir.create_key(&user, None).await?;
+        Ok((rec, secret, user))
+    }
+
+    /// Keys of a tenant (or of one user), with the user record of each.
+    pub async fn list_keys(&self, caller: &Caller, tenant: &str, user: Option<&str>) -> Result<Vec<(AccessKeyRecord, UserRecord)>> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
+        let only = match user {
+            Some(u) => Some(self.dir.user_by_name(t.id, &UserName::new(u)?).await?.id),
+            None => None,
+        };
+        let users: std::collections::HashMap<_, _> =
+            self.dir.list_users(t.id).await?.into_iter().map(|u| (u.id, u)).collect();
+        Ok(self
+            .dir
+            .list_keys(t.id, only)
+            .await?
+            .into_iter()
+            .filter_map(|k| users.get(&k.user_id).cloned().map(|u| (k, u)))
+            .collect())
+    }
+
+    pub async fn delete_key(&self, caller: &Caller, tenant: &str, access_key_id: &str) -> Result<()> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageIdentities(t.id))?;
+        if access_key_id == caller.access_key_id {
+            return Err(Error::InvalidRequest("you cannot delete the key you are signed in with".into()));
+        }
+        self.dir.delete_key(t.id, access_key_id).await
+    }
+
+    pub async fn create_bucket(&self, caller: &Caller, tenant: &str, name: &str) -> Result<BucketRecord> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
+        self.ns.create_bucket_in(t.id, &t.name, &BucketName::new(name)?).await
+    }
+
+    pub async fn list_buckets(&self, caller: &Caller, tenant: &str) -> Result<Vec<BucketRecord>> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
+        self.ns.list_buckets_of(t.id).await
+    }
+
+    pub async fn delete_bucket(&self, caller: &Caller, tenant: &str, name: &str, force: bool) -> Result<()> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
+        self.ns.delete_bucket_in(t.id, name, force).await
+    }
+}

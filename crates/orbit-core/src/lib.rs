@@ -1,0 +1,20 @@
+//! The namespace core: every bucket and object operation, typed, for any
+//! protocol front-end (S3 now; NFS and Azure Blob later) to call. It resolves
+//! names inside the caller's tenant, enforces roles, keeps object metadata in
+//! the metadata store and bytes in the backend, and never speaks HTTP.
+
+pub mod admin;
+pub mod checksum;
+mod gc;
+pub mod namespace;
+pub mod records;
+
+pub use admin::AdminService;
+pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
+pub use namespace::Namespace;
+pub use namespace::list::{ListPage, ListQuery};
+pub use namespace::multipart::{CompletedPart, PartsPage, UploadsPage};
+pub use namespace::object::{
+    ByteRange, CopySource, GetObject, MetadataDirective, ObjectBody, PutObject, ReadConditions, WriteConditions,
+};
+pub use records::{BucketRecord, ContentHeaders, ObjectRecord, PartRecord, StoredChecksum, UploadRecord};

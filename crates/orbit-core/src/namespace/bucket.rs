@@ -1,0 +1,155 @@
+use super::{MAX_CAS_RETRIES, Namespace, require_write};
+use crate::gc::{SUPERSEDED_GRACE_MS, due_value};
+use crate::records::{BucketRecord, ObjectRecord, UploadRecord, bucket_key};
+use orbit_meta::{MetaError, MetaStoreExt, Table, Txn, decode, encode};
+use orbit_tenancy::{Caller, meta_error};
+use orbit_types::{BucketId, BucketName, Error, Resource, Result, TenantId, now_ms};
+
+const SCAN_BATCH: usize = 1000;
+
+impl Namespace {
+    pub async fn create_bucket(&self, caller: &Caller, name: &str) -> Result<BucketRecord> {
+        require_write(caller)?;
+        let name = BucketName::new(name)?;
+        self.create_bucket_in(caller.tenant_id, &caller.tenant, &name).await
+    }
+
+    /// Create a bucket in a tenant (admin path; the caller is authorised already).
+    pub async fn create_bucket_in(
+        &self,
+        tenant: TenantId,
+        tenant_name: &orbit_types::TenantName,
+        name: &BucketName,
+    ) -> Result<BucketRecord> {
+        let rec = BucketRecord {
+            id: BucketId::generate(),
+            tenant_id: tenant,
+            name: name.clone(),
+            created_ms: now_ms(),
+            home_site: self.site.clone(),
+            backend: "default".into(),
+        };
+        let key = bucket_key(tenant, name);
+        let txn = Txn::new()
+            // The tenant must still exist, so no bucket outlives a deleted tenant.
+            .require_equals(Table::TenantNames, tenant_name.as_str().as_bytes().to_vec(), tenant.as_bytes().to_vec())
+            .require_absent(Table::Buckets, key.clone())
+            .put(Table::Buckets, key.clone(), encode(&rec));
+        match self.meta.commit(txn).await {
+            Ok(()) => Ok(rec),
+            Err(MetaError::Conflict) => {
+                if self.meta.get(Table::Buckets, &key).await.map_err(meta_error)?.is_some() {
+                    Err(Error::AlreadyExists(Resource::Bucket))
+                } else {
+                    Err(Error::NotFound(Resource::Tenant))
+                }
+            }
+            Err(e) => Err(meta_error(e)),
+        }
+    }
+
+    pub async fn head_bucket(&self, caller: &Caller, name: &str) -> Result<BucketRecord> {
+        Ok(self.resolve_bucket(caller.tenant_id, name).await?.record)
+    }
+
+    pub async fn list_buckets(&self, caller: &Caller) -> Result<Vec<BucketRecord>> {
+        self.list_buckets_of(caller.tenant_id).await
+    }
+
+    pub async fn list_buckets_of(&self, tenant: TenantId) -> Result<Vec<BucketRecord>> {
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let batch = self
+                .meta
+                .scan_prefix(Table::Buckets, tenant.as_bytes(), after.as_deref(), SCAN_BATCH)
+                .await
+                .map_err(meta_error)?;
+            let done = batch.len() < SCAN_BATCH;
+            for (k, v) in batch {
+                out.push(decode::<BucketRecord>(&v).map_err(meta_error)?);
+                after = Some(k);
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Delete an empty bucket. Unfinished multipart uploads go with it.
+    pub async fn delete_bucket(&self, caller: &Caller, name: &str) -> Result<()> {
+        require_write(caller)?;
+        self.delete_bucket_in(caller.tenant_id, name, false).await
+    }
+
+    /// Delete a bucket of a tenant; with `force`, its objects are deleted first.
+    pub async fn delete_bucket_in(&self, tenant: TenantId, name: &str, force: bool) -> Result<()> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let b = self.resolve_bucket(tenant, name).await?;
+            let id = b.record.id;
+            if force {
+                self.purge_objects(id).await?;
+            }
+            let mut txn = Txn::new()
+                .require_equals(Table::Buckets, b.key.clone(), b.raw.clone())
+                .require_prefix_empty(Table::Objects, id.as_bytes().to_vec())
+                .delete(Table::Buckets, b.key.clone());
+            let due = due_value(now_ms());
+            let uploads = self.meta.scan_prefix(Table::Uploads, id.as_bytes(), None, usize::MAX).await.map_err(meta_error)?;
+            for (k, v) in uploads {
+                let up: UploadRecord = decode(&v).map_err(meta_error)?;
+                for (pk, pv) in self.meta.scan_prefix(Table::Parts, up.id.as_bytes(), None, usize::MAX).await.map_err(meta_error)? {
+                    let part: crate::records::PartRecord = decode(&pv).map_err(meta_error)?;
+                    txn.push_put(Table::Gc, part.blob.into_bytes(), due.clone());
+                    txn.push_delete(Table::Parts, pk);
+                }
+                txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Uploads, key: k.clone(), value: v });
+                txn.push_delete(Table::Uploads, k);
+            }
+            match self.meta.commit(txn).await {
+                Ok(()) => {
+                    self.gc.wake();
+                    return Ok(());
+                }
+                Err(MetaError::Conflict) => {
+                    let any = self.meta.scan_prefix(Table::Objects, id.as_bytes(), None, 1).await.map_err(meta_error)?;
+                    if !any.is_empty() && !force {
+                        return Err(Error::NotEmpty(Resource::Bucket));
+                    }
+                }
+                Err(e) => return Err(meta_error(e)),
+            }
+        }
+        Err(Error::Unavailable("the bucket kept changing while being deleted".into()))
+    }
+
+    /// Delete every object of a bucket (forced bucket or tenant deletion).
+    async fn purge_objects(&self, bucket: BucketId) -> Result<()> {
+        loop {
+            let batch = self.meta.scan_prefix(Table::Objects, bucket.as_bytes(), None, SCAN_BATCH).await.map_err(meta_error)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut txn = Txn::new();
+            let due = due_value(now_ms() + SUPERSEDED_GRACE_MS);
+            for (k, v) in batch {
+                let rec: ObjectRecord = decode(&v).map_err(meta_error)?;
+                for blob in rec.blobs() {
+                    txn.push_put(Table::Gc, blob.as_bytes().to_vec(), due.clone());
+                }
+                txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Objects, key: k.clone(), value: v });
+                txn.push_delete(Table::Objects, k);
+            }
+            match self.meta.commit(txn).await {
+                Ok(()) | Err(MetaError::Conflict) => {}
+                Err(e) => return Err(meta_error(e)),
+            }
+        }
+    }
+
+    /// Whether a tenant still holds any bucket.
+    pub async fn tenant_has_buckets(&self, tenant: TenantId) -> Result<bool> {
+        let any = self.meta.scan_prefix(Table::Buckets, tenant.as_bytes(), None, 1).await.map_err(meta_error)?;
+        Ok(!any.is_empty())
+    }
+}

@@ -1,0 +1,69 @@
+//! The namespace: buckets and objects of every tenant, resolved inside the
+//! caller's tenant so that one tenant can never name another's data.
+
+mod bucket;
+pub mod list;
+pub mod multipart;
+pub mod object;
+
+use crate::gc::Collector;
+use crate::records::{BucketRecord, bucket_key};
+use orbit_backend::Backend;
+use orbit_meta::{MetaStore, Table, decode};
+use orbit_tenancy::{Caller, meta_error};
+use orbit_types::{BucketName, Error, Resource, Result, TenantId};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many times an operation re-reads and retries after losing a race.
+const MAX_CAS_RETRIES: usize = 16;
+
+#[derive(Clone)]
+pub struct Namespace {
+    meta: Arc<dyn MetaStore>,
+    backend: Arc<dyn Backend>,
+    gc: Collector,
+    site: String,
+}
+
+/// A bucket as read, with the exact stored bytes so a commit can require
+/// that it still exists unchanged.
+pub(crate) struct ResolvedBucket {
+    pub record: BucketRecord,
+    pub raw: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl Namespace {
+    pub fn new(meta: Arc<dyn MetaStore>, backend: Arc<dyn Backend>, site: impl Into<String>) -> Self {
+        let gc = Collector::new(meta.clone(), backend.clone());
+        Self { meta, backend, gc, site: site.into() }
+    }
+
+    /// Start background work (blob collection). Call once per process.
+    pub fn start_background(&self) -> tokio::task::JoinHandle<()> {
+        self.gc.clone().spawn(Duration::from_secs(30))
+    }
+
+    /// Collect due garbage now (tests, admin).
+    pub async fn collect_garbage(&self) -> Result<usize> {
+        self.gc.run_once().await
+    }
+
+    pub fn backend_description(&self) -> String {
+        self.backend.describe()
+    }
+
+    pub(crate) async fn resolve_bucket(&self, tenant: TenantId, name: &str) -> Result<ResolvedBucket> {
+        // An invalid name cannot exist; report it as missing like any other.
+        let name = BucketName::new(name).map_err(|_| Error::NotFound(Resource::Bucket))?;
+        let key = bucket_key(tenant, &name);
+        let raw = self.meta.get(Table::Buckets, &key).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Bucket))?;
+        let record = decode(&raw).map_err(meta_error)?;
+        Ok(ResolvedBucket { record, raw, key })
+    }
+}
+
+pub(crate) fn require_write(caller: &Caller) -> Result<()> {
+    if caller.role.can_write_data() { Ok(()) } else { Err(Error::AccessDenied) }
+}
