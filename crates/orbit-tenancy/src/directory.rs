@@ -46,6 +46,30 @@ impl Directory {
         }
     }
 
+    /// Make sure the master key is the one this store's secrets were sealed
+    /// with, so a wrong key stops start-up instead of failing every request.
+    pub async fn check_master_key(&self) -> Result<()> {
+        const CANARY_KEY: &[u8] = b"master_key_canary";
+        const CANARY: &str = "orbit master key canary";
+        match self.meta.get(Table::Settings, CANARY_KEY).await.map_err(meta_error)? {
+            Some(sealed) => match String::from_utf8(sealed).ok().and_then(|s| self.master.open(&s).ok()) {
+                Some(text) if text == CANARY => Ok(()),
+                _ => Err(Error::InvalidArgument(
+                    "the master key does not match the one this data directory's secrets were sealed with".into(),
+                )),
+            },
+            None => {
+                let txn = Txn::new()
+                    .require_absent(Table::Settings, CANARY_KEY.to_vec())
+                    .put(Table::Settings, CANARY_KEY.to_vec(), self.master.seal(CANARY).into_bytes());
+                match self.meta.commit(txn).await {
+                    Ok(()) | Err(MetaError::Conflict) => Ok(()),
+                    Err(e) => Err(meta_error(e)),
+                }
+            }
+        }
+    }
+
     // ---- tenants ----
 
     pub async fn create_tenant(&self, name: &TenantName, model: TenantModel) -> Result<TenantRecord> {
@@ -382,6 +406,15 @@ mod tests {
         assert_eq!(d.list_tenants().await.unwrap().len(), 1);
         // Users cannot be added to a deleted tenant.
         assert!(d.create_user(&acme, &"carol".parse().unwrap(), Role::ReadOnly).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_wrong_master_key_is_refused() {
+        let meta: Arc<dyn MetaStore> = Arc::new(MemoryStore::new());
+        let right = MasterKey::generate().0;
+        Directory::new(meta.clone(), right.clone()).check_master_key().await.unwrap();
+        Directory::new(meta.clone(), right).check_master_key().await.unwrap();
+        assert!(Directory::new(meta, MasterKey::generate().0).check_master_key().await.is_err());
     }
 
     #[tokio::test]

@@ -1,0 +1,94 @@
+//! Request and response bodies of the admin API.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub name: String,
+    /// `admin-only` or `self-managed`.
+    pub model: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateTenant {
+    pub name: String,
+    /// `admin-only` (default) or `self-managed`.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub tenant: String,
+    pub name: String,
+    /// `operator`, `tenant-admin`, `read-write` or `read-only`.
+    pub role: String,
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateUser {
+    pub name: String,
+    pub role: String,
+}
+
+/// An access key as listed: the secret is never shown again after creation.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub tenant: String,
+    pub user: String,
+    pub created_ms: i64,
+}
+
+/// A newly created access key, with its secret (shown once).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewAccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub tenant: String,
+    pub user: String,
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Bucket {
+    pub tenant: String,
+    pub name: String,
+    pub home_site: String,
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateBucket {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+pub struct ForceQuery {
+    /// Delete contents too (a tenant's buckets and objects, a bucket's objects).
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+pub struct KeysQuery {
+    /// Only the keys of this user.
+    pub user: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `NotFound`, `Conflict`, `NotEmpty`, `InvalidArgument`,
+    /// `AccessDenied`, `Unauthorized`, `Unavailable`, `InternalError`.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}

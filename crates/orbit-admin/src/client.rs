@@ -1,0 +1,137 @@
+//! The admin API client the CLI uses, over the same types as the server.
+
+use crate::api::*;
+use crate::routes::WhoAmI;
+use crate::signing;
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api { status: u16, code: String, message: String },
+    /// The server could not be reached or answered something unexpected.
+    #[error("{0}")]
+    Transport(String),
+}
+
+pub struct AdminClient {
+    base: String,
+    access_key: String,
+    secret: String,
+    http: reqwest::Client,
+}
+
+fn seg(s: &str) -> String {
+    // Path segments are names validated server-side; encode anything odd so it cannot alter the path.
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+impl AdminClient {
+    pub fn new(base: &str, access_key: &str, secret: &str) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), access_key: access_key.to_owned(), secret: secret.to_owned(), http })
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&impl Serialize>) -> Result<Option<T>, ClientError> {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Transport(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let ts = orbit_types::now_ms() / 1000;
+        let auth = signing::authorization_header(&self.access_key, &self.secret, method.as_str(), path, ts, &bytes);
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("authorization", auth);
+        if body.is_some() {
+            req = req.header("content-type", "application/json").body(bytes);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport(format!("cannot reach the admin API at {}: {e}", self.base)))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        if !status.is_success() {
+            return Err(match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(e) => ClientError::Api { status: status.as_u16(), code: e.error.code, message: e.error.message },
+                Err(_) => ClientError::Transport(format!("HTTP {status}: {}", text.trim())),
+            });
+        }
+        if status == reqwest::StatusCode::NO_CONTENT || text.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&text).map(Some).map_err(|e| ClientError::Transport(format!("unexpected response: {e}")))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call::<T>(Method::GET, path, None::<&()>).await?.ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
+
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        self.call::<T>(Method::POST, path, Some(body)).await?.ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>(Method::DELETE, path, None::<&()>).await.map(|_| ())
+    }
+
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.get("/admin/v1/whoami").await
+    }
+
+    pub async fn create_tenant(&self, name: &str, model: Option<&str>) -> Result<Tenant, ClientError> {
+        self.post("/admin/v1/tenants", &CreateTenant { name: name.into(), model: model.map(Into::into) }).await
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, ClientError> {
+        self.get("/admin/v1/tenants").await
+    }
+
+    pub async fn get_tenant(&self, name: &str) -> Result<Tenant, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}", seg(name))).await
+    }
+
+    pub async fn delete_tenant(&self, name: &str, force: bool) -> Result<(), ClientError> {
+        self.delete(&format!("/admin/v1/tenants/{}?force={force}", seg(name))).await
+    }
+
+    pub async fn create_user(&self, tenant: &str, name: &str, role: &str) -> Result<User, ClientError> {
+        self.post(&format!("/admin/v1/tenants/{}/users", seg(tenant)), &CreateUser { name: name.into(), role: role.into() }).await
+    }
+
+    pub async fn list_users(&self, tenant: &str) -> Result<Vec<User>, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}/users", seg(tenant))).await
+    }
+
+    pub async fn delete_user(&self, tenant: &str, name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/admin/v1/tenants/{}/users/{}", seg(tenant), seg(name))).await
+    }
+
+    pub async fn create_key(&self, tenant: &str, user: &str) -> Result<NewAccessKey, ClientError> {
+        self.post(&format!("/admin/v1/tenants/{}/users/{}/keys", seg(tenant), seg(user)), &serde_json::json!({})).await
+    }
+
+    pub async fn list_keys(&self, tenant: &str, user: Option<&str>) -> Result<Vec<AccessKey>, ClientError> {
+        let q = user.map(|u| format!("?user={}", seg(u))).unwrap_or_default();
+        self.get(&format!("/admin/v1/tenants/{}/keys{q}", seg(tenant))).await
+    }
+
+    pub async fn delete_key(&self, tenant: &str, key: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/admin/v1/tenants/{}/keys/{}", seg(tenant), seg(key))).await
+    }
+
+    pub async fn create_bucket(&self, tenant: &str, name: &str) -> Result<Bucket, ClientError> {
+        self.post(&format!("/admin/v1/tenants/{}/buckets", seg(tenant)), &CreateBucket { name: name.into() }).await
+    }
+
+    pub async fn list_buckets(&self, tenant: &str) -> Result<Vec<Bucket>, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}/buckets", seg(tenant))).await
+    }
+
+    pub async fn delete_bucket(&self, tenant: &str, name: &str, force: bool) -> Result<(), ClientError> {
+        self.delete(&format!("/admin/v1/tenants/{}/buckets/{}?force={force}", seg(tenant), seg(name))).await
+    }
+}

@@ -1,0 +1,12 @@
+//! The admin API. `api` holds the request and response types once; the
+//! server routes (`routes`), the OpenAPI document (derived from the routes,
+//! never written by hand) and the client the CLI uses all share them.
+
+pub mod api;
+pub mod client;
+mod error;
+mod routes;
+pub mod signing;
+
+pub use client::{AdminClient, ClientError};
+pub use routes::{WhoAmI, openapi_document, router};

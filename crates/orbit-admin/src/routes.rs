@@ -1,0 +1,203 @@
+//! The admin HTTP routes. Each handler authorises through the core's
+//! `AdminService` and only translates between JSON and core types.
+
+use crate::api::*;
+use crate::error::ApiError;
+use crate::signing;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use http_body_util::BodyExt;
+use orbit_core::{AdminService, BucketRecord};
+use orbit_tenancy::{AccessKeyRecord, Caller, TenantModel, TenantRecord, UserRecord};
+use orbit_types::{Error, Role};
+use utoipa::OpenApi;
+
+/// Admin request bodies are small JSON documents.
+const MAX_BODY: usize = 1024 * 1024;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn tenant_view(t: TenantRecord) -> Tenant {
+    Tenant { name: t.name.to_string(), model: t.model.to_string(), created_ms: t.created_ms }
+}
+
+fn user_view(tenant: &str, u: UserRecord) -> User {
+    User { tenant: tenant.to_owned(), name: u.name.to_string(), role: u.role.to_string(), created_ms: u.created_ms }
+}
+
+fn key_view(tenant: &str, k: AccessKeyRecord, u: &UserRecord) -> AccessKey {
+    AccessKey { access_key_id: k.access_key_id, tenant: tenant.to_owned(), user: u.name.to_string(), created_ms: k.created_ms }
+}
+
+fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
+    Bucket { tenant: tenant.to_owned(), name: b.name.to_string(), home_site: b.home_site, created_ms: b.created_ms }
+}
+
+/// Verify the request signature and attach the caller.
+async fn authenticate(State(svc): State<AdminService>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return ApiError::unauthorized("missing Authorization header").into_response();
+    };
+    let Some(parsed) = signing::parse(header) else {
+        return ApiError::unauthorized("malformed Authorization header").into_response();
+    };
+    let now = orbit_types::now_ms() / 1000;
+    if (now - parsed.timestamp).abs() > signing::MAX_SKEW_SECS {
+        return ApiError::unauthorized("request timestamp is too far from the server's clock").into_response();
+    }
+    let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return ApiError(StatusCode::PAYLOAD_TOO_LARGE, "InvalidArgument", "request body too large".into()).into_response(),
+    };
+    let path_and_query = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+    let caller = match svc.directory().authenticate(&parsed.access_key).await {
+        Ok((caller, secret)) if signing::verify(&secret, parts.method.as_str(), path_and_query, &parsed, &bytes) => caller,
+        Ok(_) | Err(Error::NotFound(_)) => return ApiError::unauthorized("invalid credentials or signature").into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+pub fn router(svc: AdminService) -> Router {
+    let api = Router::new()
+        .route("/admin/v1/whoami", get(whoami))
+        .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/admin/v1/tenants/{tenant}", get(get_tenant).delete(delete_tenant))
+        .route("/admin/v1/tenants/{tenant}/users", post(create_user).get(list_users))
+        .route("/admin/v1/tenants/{tenant}/users/{user}", delete(delete_user))
+        .route("/admin/v1/tenants/{tenant}/users/{user}/keys", post(create_key))
+        .route("/admin/v1/tenants/{tenant}/keys", get(list_keys))
+        .route("/admin/v1/tenants/{tenant}/keys/{key}", delete(delete_key))
+        .route("/admin/v1/tenants/{tenant}/buckets", post(create_bucket).get(list_buckets))
+        .route("/admin/v1/tenants/{tenant}/buckets/{bucket}", delete(delete_bucket))
+        .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
+        .with_state(svc);
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/admin/v1/openapi.json", get(|| async { Json(openapi_document()) }))
+        .merge(api)
+}
+
+/// The OpenAPI document, derived from the route annotations below.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Orbit admin API", description = "Tenants, users, access keys and buckets of an Orbit site. Requests are signed: `Authorization: ORBIT-HMAC-SHA256 Credential=<access key id>, Timestamp=<unix seconds>, Signature=<hex HMAC-SHA256 of METHOD\\nPATH_AND_QUERY\\nTIMESTAMP\\nhex(SHA-256(body)) keyed by the secret>`."),
+    paths(whoami, create_tenant, list_tenants, get_tenant, delete_tenant, create_user, list_users, delete_user, create_key, list_keys, delete_key, create_bucket, list_buckets, delete_bucket),
+    components(schemas(Tenant, CreateTenant, User, CreateUser, AccessKey, NewAccessKey, Bucket, CreateBucket, ErrorBody, ErrorDetail, WhoAmI))
+)]
+struct ApiDoc;
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub tenant: String,
+    pub user: String,
+    pub role: String,
+    pub access_key_id: String,
+}
+
+#[utoipa::path(get, path = "/admin/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+async fn whoami(Extension(c): Extension<Caller>) -> Json<WhoAmI> {
+    Json(WhoAmI { tenant: c.tenant.to_string(), user: c.user.to_string(), role: c.role.to_string(), access_key_id: c.access_key_id })
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants", request_body = CreateTenant,
+    responses((status = 201, body = Tenant), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_tenant(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Json(body): Json<CreateTenant>) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    let model = match body.model.as_deref() {
+        None => TenantModel::default(),
+        Some(m) => m.parse::<TenantModel>().map_err(|e| ApiError::from(Error::InvalidArgument(e)))?,
+    };
+    let t = svc.create_tenant(&c, &body.name, model).await?;
+    Ok((StatusCode::CREATED, Json(tenant_view(t))))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants", responses((status = 200, body = Vec<Tenant>)))]
+async fn list_tenants(State(svc): State<AdminService>, Extension(c): Extension<Caller>) -> ApiResult<Json<Vec<Tenant>>> {
+    Ok(Json(svc.list_tenants(&c).await?.into_iter().filter(|t| !t.name.is_system() || c.role == Role::Operator).map(tenant_view).collect()))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}", params(("tenant" = String, Path)),
+    responses((status = 200, body = Tenant), (status = 404, body = ErrorBody)))]
+async fn get_tenant(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>) -> ApiResult<Json<Tenant>> {
+    Ok(Json(tenant_view(svc.get_tenant(&c, &tenant).await?)))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}", params(("tenant" = String, Path), ForceQuery),
+    responses((status = 204), (status = 409, body = ErrorBody, description = "the tenant still owns buckets")))]
+async fn delete_tenant(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>, Query(q): Query<ForceQuery>) -> ApiResult<StatusCode> {
+    svc.delete_tenant(&c, &tenant, q.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users", params(("tenant" = String, Path)), request_body = CreateUser,
+    responses((status = 201, body = User), (status = 409, body = ErrorBody)))]
+async fn create_user(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>, Json(body): Json<CreateUser>) -> ApiResult<(StatusCode, Json<User>)> {
+    let role: Role = body.role.parse().map_err(|e| ApiError::from(Error::InvalidArgument(e)))?;
+    let u = svc.create_user(&c, &tenant, &body.name, role).await?;
+    Ok((StatusCode::CREATED, Json(user_view(&tenant, u))))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users", params(("tenant" = String, Path)), responses((status = 200, body = Vec<User>)))]
+async fn list_users(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>) -> ApiResult<Json<Vec<User>>> {
+    Ok(Json(svc.list_users(&c, &tenant).await?.into_iter().map(|u| user_view(&tenant, u)).collect()))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/users/{user}", params(("tenant" = String, Path), ("user" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_user(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path((tenant, user)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    svc.delete_user(&c, &tenant, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{user}/keys", params(("tenant" = String, Path), ("user" = String, Path)),
+    responses((status = 201, body = NewAccessKey), (status = 404, body = ErrorBody)))]
+async fn create_key(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path((tenant, user)): Path<(String, String)>) -> ApiResult<(StatusCode, Json<NewAccessKey>)> {
+    let (k, secret, u) = svc.create_key(&c, &tenant, &user).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewAccessKey { access_key_id: k.access_key_id, secret_access_key: secret, tenant, user: u.name.to_string(), created_ms: k.created_ms }),
+    ))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/keys", params(("tenant" = String, Path), KeysQuery), responses((status = 200, body = Vec<AccessKey>)))]
+async fn list_keys(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>, Query(q): Query<KeysQuery>) -> ApiResult<Json<Vec<AccessKey>>> {
+    let keys = svc.list_keys(&c, &tenant, q.user.as_deref()).await?;
+    Ok(Json(keys.into_iter().map(|(k, u)| key_view(&tenant, k, &u)).collect()))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/keys/{key}", params(("tenant" = String, Path), ("key" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_key(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path((tenant, key)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    svc.delete_key(&c, &tenant, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/buckets", params(("tenant" = String, Path)), request_body = CreateBucket,
+    responses((status = 201, body = Bucket), (status = 409, body = ErrorBody)))]
+async fn create_bucket(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>, Json(body): Json<CreateBucket>) -> ApiResult<(StatusCode, Json<Bucket>)> {
+    let b = svc.create_bucket(&c, &tenant, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(bucket_view(&tenant, b))))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/buckets", params(("tenant" = String, Path)), responses((status = 200, body = Vec<Bucket>)))]
+async fn list_buckets(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>) -> ApiResult<Json<Vec<Bucket>>> {
+    Ok(Json(svc.list_buckets(&c, &tenant).await?.into_iter().map(|b| bucket_view(&tenant, b)).collect()))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/buckets/{bucket}", params(("tenant" = String, Path), ("bucket" = String, Path), ForceQuery),
+    responses((status = 204), (status = 409, body = ErrorBody, description = "the bucket is not empty")))]
+async fn delete_bucket(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path((tenant, bucket)): Path<(String, String)>, Query(q): Query<ForceQuery>) -> ApiResult<StatusCode> {
+    svc.delete_bucket(&c, &tenant, &bucket, q.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,254 @@
+use super::OrbitS3;
+use crate::convert::{
+    self, ChecksumHeaders, body_in, body_out, check_version_id, checksum_out, content_range, etag, expires_out,
+    headers_in, metadata_in, metadata_out, range_in, read_conditions, ts,
+};
+use crate::error::{IntoS3, s3_error};
+use orbit_core::{CopySource as CoreCopySource, GetObject, MetadataDirective as CoreDirective, PutObject, WriteConditions};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+fn wants_checksum(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
+}
+
+pub(super) async fn put_object(s: &OrbitS3, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    let c = caller_of(&req)?;
+    let body = req.input.body.take();
+    let i = &req.input;
+    let checksum = convert::expected_checksum(
+        &req,
+        ChecksumHeaders {
+            algorithm: i.checksum_algorithm.as_ref(),
+            crc32: i.checksum_crc32.as_ref(),
+            crc32c: i.checksum_crc32c.as_ref(),
+            crc64nvme: i.checksum_crc64nvme.as_ref(),
+            sha1: i.checksum_sha1.as_ref(),
+            sha256: i.checksum_sha256.as_ref(),
+        },
+    )?;
+    let headers = headers_in(
+        i.content_type.clone(),
+        i.content_encoding.clone(),
+        i.content_disposition.clone(),
+        i.content_language.clone(),
+        i.cache_control.clone(),
+        i.expires.as_ref(),
+    );
+    let content_length = match i.content_length {
+        Some(n) if n < 0 => return Err(s3_error!(InvalidArgument, "Content-Length must not be negative")),
+        Some(n) => Some(n as u64),
+        None => None,
+    };
+    let put = PutObject {
+        content_length,
+        headers,
+        user_metadata: metadata_in(i.metadata.clone()),
+        content_md5: i.content_md5.clone(),
+        checksum,
+        conditions: WriteConditions {
+            if_match: convert::condition(i.if_match.as_ref()),
+            if_none_match: convert::condition(i.if_none_match.as_ref()),
+        },
+        body: body_in(body),
+    };
+    let rec = s.ns.put_object(&c, &i.bucket, &i.key, put).await.s3()?;
+    let cs = checksum_out(rec.checksum.as_ref());
+    Ok(S3Response::new(PutObjectOutput {
+        e_tag: Some(etag(&rec.etag)),
+        checksum_crc32: cs.crc32,
+        checksum_crc32c: cs.crc32c,
+        checksum_crc64nvme: cs.crc64nvme,
+        checksum_sha1: cs.sha1,
+        checksum_sha256: cs.sha256,
+        checksum_type: cs.kind,
+        ..Default::default()
+    }))
+}
+
+fn get_request(
+    range: Option<&Range>,
+    part_number: Option<i32>,
+    conditions: orbit_core::ReadConditions,
+) -> S3Result<GetObject> {
+    let part_number = match part_number {
+        Some(n) if n < 1 => return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")),
+        Some(n) => Some(n as u32),
+        None => None,
+    };
+    Ok(GetObject { range: range.map(range_in), part_number, conditions })
+}
+
+pub(super) async fn get_object(s: &OrbitS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    let c = caller_of(&req)?;
+    let i = req.input;
+    check_version_id(i.version_id.as_ref())?;
+    let get = get_request(
+        i.range.as_ref(),
+        i.part_number,
+        read_conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref()),
+    )?;
+    let body = s.ns.get_object(&c, &i.bucket, &i.key, &get).await.s3()?;
+    let rec = &body.record;
+    let whole = body.range.is_none();
+    let cs = if whole && wants_checksum(i.checksum_mode.as_ref()) { checksum_out(rec.checksum.as_ref()) } else { Default::default() };
+    let content_length = body.content_length() as i64;
+    let output = GetObjectOutput {
+        content_length: Some(content_length),
+        content_range: body.range.as_ref().map(|r| content_range(r, rec.size)),
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(etag(&rec.etag)),
+        last_modified: Some(ts(rec.last_modified_ms)),
+        metadata: metadata_out(&rec.user_metadata),
+        content_type: rec.headers.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
+        content_encoding: rec.headers.content_encoding.clone(),
+        content_disposition: rec.headers.content_disposition.clone(),
+        content_language: rec.headers.content_language.clone(),
+        cache_control: rec.headers.cache_control.clone(),
+        expires: expires_out(rec.headers.expires.as_ref()),
+        parts_count: get.part_number.and(rec.parts_count).map(|n| n as i32),
+        checksum_crc32: cs.crc32,
+        checksum_crc32c: cs.crc32c,
+        checksum_crc64nvme: cs.crc64nvme,
+        checksum_sha1: cs.sha1,
+        checksum_sha256: cs.sha256,
+        checksum_type: cs.kind,
+        body: Some(body_out(body.stream)),
+        ..Default::default()
+    };
+    Ok(S3Response::new(output))
+}
+
+pub(super) async fn head_object(s: &OrbitS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    let c = caller_of(&req)?;
+    let i = req.input;
+    check_version_id(i.version_id.as_ref())?;
+    let get = get_request(
+        i.range.as_ref(),
+        i.part_number,
+        read_conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref()),
+    )?;
+    let (rec, range) = s.ns.head_object(&c, &i.bucket, &i.key, &get).await.s3()?;
+    let cs = if range.is_none() && wants_checksum(i.checksum_mode.as_ref()) { checksum_out(rec.checksum.as_ref()) } else { Default::default() };
+    let content_length = range.as_ref().map_or(rec.size, |r| r.end - r.start) as i64;
+    Ok(S3Response::new(HeadObjectOutput {
+        content_length: Some(content_length),
+        content_range: range.as_ref().map(|r| content_range(r, rec.size)),
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(etag(&rec.etag)),
+        last_modified: Some(ts(rec.last_modified_ms)),
+        metadata: metadata_out(&rec.user_metadata),
+        content_type: rec.headers.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
+        content_encoding: rec.headers.content_encoding.clone(),
+        content_disposition: rec.headers.content_disposition.clone(),
+        content_language: rec.headers.content_language.clone(),
+        cache_control: rec.headers.cache_control.clone(),
+        expires: expires_out(rec.headers.expires.as_ref()),
+        parts_count: get.part_number.and(rec.parts_count).map(|n| n as i32),
+        checksum_crc32: cs.crc32,
+        checksum_crc32c: cs.crc32c,
+        checksum_crc64nvme: cs.crc64nvme,
+        checksum_sha1: cs.sha1,
+        checksum_sha256: cs.sha256,
+        checksum_type: cs.kind,
+        ..Default::default()
+    }))
+}
+
+pub(super) async fn delete_object(s: &OrbitS3, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let c = caller_of(&req)?;
+    check_version_id(req.input.version_id.as_ref())?;
+    s.ns.delete_object(&c, &req.input.bucket, &req.input.key).await.s3()?;
+    Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+pub(super) async fn delete_objects(s: &OrbitS3, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let c = caller_of(&req)?;
+    let i = req.input;
+    if i.delete.objects.len() > 1000 {
+        return Err(s3_error!(MalformedXML, "The request may not contain more than 1000 keys"));
+    }
+    // Resolve the bucket once so a missing bucket fails the whole request, as in S3.
+    s.ns.head_bucket(&c, &i.bucket).await.s3()?;
+    let quiet = i.delete.quiet.unwrap_or(false);
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for obj in i.delete.objects {
+        let result = match obj.version_id.as_deref() {
+            None | Some("null") => s.ns.delete_object(&c, &i.bucket, &obj.key).await.map_err(s3_error),
+            Some(_) => Err(s3_error!(NoSuchVersion, "The specified version does not exist.")),
+        };
+        match result {
+            Ok(()) => {
+                if !quiet {
+                    deleted.push(DeletedObject { key: Some(obj.key), version_id: obj.version_id, ..Default::default() });
+                }
+            }
+            Err(e) => errors.push(Error {
+                code: Some(e.code().as_str().to_owned()),
+                key: Some(obj.key),
+                message: e.message().map(str::to_owned),
+                version_id: obj.version_id,
+            }),
+        }
+    }
+    Ok(S3Response::new(DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() }))
+}
+
+pub(super) fn copy_source(src: &CopySource, conditions: orbit_core::ReadConditions) -> S3Result<CoreCopySource> {
+    match src {
+        CopySource::Bucket { bucket, key, version_id } => {
+            check_version_id(version_id.as_ref().map(|v| v.to_string()).as_ref())?;
+            Ok(CoreCopySource { bucket: bucket.to_string(), key: key.to_string(), conditions })
+        }
+        _ => Err(s3_error!(NotImplemented, "Access point copy sources are not supported")),
+    }
+}
+
+pub(super) async fn copy_object(s: &OrbitS3, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    let c = caller_of(&req)?;
+    let i = req.input;
+    let src = copy_source(
+        &i.copy_source,
+        read_conditions(
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+        ),
+    )?;
+    let directive = match i.metadata_directive.as_ref().map(MetadataDirective::as_str) {
+        None | Some("COPY") => CoreDirective::Copy,
+        Some("REPLACE") => CoreDirective::Replace {
+            headers: headers_in(
+                i.content_type.clone(),
+                i.content_encoding.clone(),
+                i.content_disposition.clone(),
+                i.content_language.clone(),
+                i.cache_control.clone(),
+                i.expires.as_ref(),
+            ),
+            user_metadata: metadata_in(i.metadata.clone()),
+        },
+        Some(other) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive {other}")),
+    };
+    let rec = s.ns.copy_object(&c, &i.bucket, &i.key, src, directive, WriteConditions::default()).await.s3()?;
+    let cs = checksum_out(rec.checksum.as_ref());
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(etag(&rec.etag)),
+            last_modified: Some(ts(rec.last_modified_ms)),
+            checksum_crc32: cs.crc32,
+            checksum_crc32c: cs.crc32c,
+            checksum_crc64nvme: cs.crc64nvme,
+            checksum_sha1: cs.sha1,
+            checksum_sha256: cs.sha256,
+            checksum_type: cs.kind,
+        }),
+        ..Default::default()
+    }))
+}
+
+pub(super) fn caller_of<T>(req: &S3Request<T>) -> S3Result<orbit_tenancy::Caller> {
+    crate::identity::caller(req)
+}

@@ -1,0 +1,58 @@
+//! Who is calling: SigV4 secrets for s3s to verify signatures with, and the
+//! resolved caller (tenant, user, role) attached to each request.
+
+use crate::error::s3_error;
+use orbit_tenancy::{Caller, Directory};
+use orbit_types::Error;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::{S3Request, S3Result, s3_error};
+
+pub(crate) struct OrbitAuth {
+    pub dir: Directory,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for OrbitAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.dir.authenticate(access_key).await {
+            Ok((_, secret)) => Ok(SecretKey::from(secret)),
+            Err(Error::NotFound(_)) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+}
+
+/// Runs after the signature is verified: resolves the caller and keeps it
+/// in the request for the handlers. Anonymous requests are refused.
+pub(crate) struct OrbitAccess {
+    pub dir: Directory,
+}
+
+#[async_trait::async_trait]
+impl S3Access for OrbitAccess {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(creds) = cx.credentials() else {
+            return Err(s3_error!(AccessDenied, "Anonymous access is not allowed"));
+        };
+        let access_key = creds.access_key.clone();
+        match self.dir.authenticate(&access_key).await {
+            Ok((caller, _)) => {
+                cx.extensions_mut().insert(caller);
+                Ok(())
+            }
+            Err(Error::NotFound(_)) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+}
+
+pub(crate) fn caller<T>(req: &S3Request<T>) -> S3Result<Caller> {
+    req.extensions.get::<Caller>().cloned().ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))
+}

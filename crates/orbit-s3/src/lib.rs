@@ -1,0 +1,14 @@
+//! The S3 front-end. s3s owns the protocol (routing, XML, SigV4 in headers
+//! and query strings, aws-chunked bodies); this crate resolves the caller,
+//! translates each operation to the namespace core, and maps core errors to
+//! S3 error codes in exactly one place (`error.rs`).
+
+mod convert;
+mod error;
+mod handlers;
+mod host;
+mod identity;
+mod server;
+
+pub use host::VirtualHosts;
+pub use server::{S3Server, S3ServerConfig};

@@ -1,0 +1,311 @@
+//! The admin subcommands: tenants, users, keys and buckets, as human tables
+//! or as JSON for scripts.
+
+use crate::serve::{ROOT_CREDENTIALS_FILE, RootCredentials};
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+use orbit_admin::AdminClient;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// Admin API of the site.
+    #[arg(long, global = true, env = "ORBIT_ADMIN_URL", default_value = "http://127.0.0.1:9001")]
+    admin_url: String,
+    /// Access key id (default: ORBIT_ROOT_ACCESS_KEY, then DATA_DIR/root-credentials.json).
+    #[arg(long, global = true, env = "ORBIT_ACCESS_KEY")]
+    access_key: Option<String>,
+    /// Secret access key (default: ORBIT_ROOT_SECRET_KEY, then DATA_DIR/root-credentials.json).
+    #[arg(long, global = true, env = "ORBIT_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Data directory to find a generated operator credential in.
+    #[arg(long, global = true, env = "ORBIT_DATA_DIR", default_value = "orbit-data")]
+    data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Tenants of the site (operator).
+    Tenant {
+        #[command(subcommand)]
+        cmd: TenantCmd,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Users of a tenant.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Access keys of a tenant's users.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Buckets of a tenant.
+    Bucket {
+        #[command(subcommand)]
+        cmd: BucketCmd,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show who the credentials belong to.
+    Whoami {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant.
+    Create {
+        name: String,
+        /// Who manages the tenant's users and keys.
+        #[arg(long, value_parser = ["admin-only", "self-managed"], default_value = "admin-only")]
+        model: String,
+    },
+    List,
+    Show { name: String },
+    /// Delete a tenant; one that still owns buckets needs --force, which deletes all its data.
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    Create {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+        #[arg(long, value_parser = ["operator", "tenant-admin", "read-write", "read-only"])]
+        role: String,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Issue an access key; the secret is shown once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        access_key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BucketCmd {
+    Create {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a bucket; a non-empty one needs --force, which deletes its objects.
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+impl Connection {
+    fn client(&self) -> Result<AdminClient> {
+        let (key, secret) = match (&self.access_key, &self.secret_key) {
+            (Some(k), Some(s)) => (k.clone(), s.clone()),
+            (Some(_), None) | (None, Some(_)) => return Err(anyhow!("give both --access-key and --secret-key, or neither")),
+            (None, None) => match (std::env::var("ORBIT_ROOT_ACCESS_KEY"), std::env::var("ORBIT_ROOT_SECRET_KEY")) {
+                (Ok(k), Ok(s)) if !k.is_empty() && !s.is_empty() => (k, s),
+                _ => {
+                    let path = self.data_dir.join(ROOT_CREDENTIALS_FILE);
+                    let text = std::fs::read_to_string(&path).map_err(|_| {
+                        anyhow!("no credentials: set ORBIT_ACCESS_KEY and ORBIT_SECRET_KEY (or --access-key/--secret-key), or run where {} exists", path.display())
+                    })?;
+                    let c: RootCredentials = serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+                    (c.access_key_id, c.secret_access_key)
+                }
+            },
+        };
+        Ok(AdminClient::new(&self.admin_url, &key, &secret)?)
+    }
+}
+
+fn fmt_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Print rows as an aligned table under a header.
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn emit<T: Serialize>(output: Output, value: &T, table: impl FnOnce()) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Table => table(),
+    }
+    Ok(())
+}
+
+pub fn run(cmd: AdminCommand) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run_async(cmd))
+}
+
+async fn run_async(cmd: AdminCommand) -> Result<()> {
+    match cmd {
+        AdminCommand::Whoami { conn } => {
+            let w = conn.client()?.whoami().await?;
+            emit(conn.output, &w, || print_table(&["tenant", "user", "role", "access key"], vec![vec![w.tenant.clone(), w.user.clone(), w.role.clone(), w.access_key_id.clone()]]))
+        }
+        AdminCommand::Tenant { cmd, conn } => {
+            let c = conn.client()?;
+            let tenants = match cmd {
+                TenantCmd::Create { name, model } => {
+                    let t = c.create_tenant(&name, Some(&model)).await?;
+                    return emit(conn.output, &t, || println!("created tenant {} ({})", t.name, t.model));
+                }
+                TenantCmd::Show { name } => {
+                    let t = c.get_tenant(&name).await?;
+                    let row = vec![vec![t.name.clone(), t.model.clone(), fmt_time(t.created_ms)]];
+                    return emit(conn.output, &t, || print_table(&["name", "model", "created"], row));
+                }
+                TenantCmd::List => c.list_tenants().await?,
+                TenantCmd::Delete { name, force } => {
+                    c.delete_tenant(&name, force).await?;
+                    return emit(conn.output, &serde_json::json!({"deleted": name}), || println!("deleted tenant {name}"));
+                }
+            };
+            let rows = tenants.iter().map(|t| vec![t.name.clone(), t.model.clone(), fmt_time(t.created_ms)]).collect();
+            emit(conn.output, &tenants, || print_table(&["name", "model", "created"], rows))
+        }
+        AdminCommand::User { cmd, conn } => {
+            let c = conn.client()?;
+            match cmd {
+                UserCmd::Create { tenant, name, role } => {
+                    let u = c.create_user(&tenant, &name, &role).await?;
+                    emit(conn.output, &u, || println!("created user {} in tenant {} with role {}", u.name, u.tenant, u.role))
+                }
+                UserCmd::List { tenant } => {
+                    let users = c.list_users(&tenant).await?;
+                    let rows = users.iter().map(|u| vec![u.name.clone(), u.role.clone(), fmt_time(u.created_ms)]).collect();
+                    emit(conn.output, &users, || print_table(&["name", "role", "created"], rows))
+                }
+                UserCmd::Delete { tenant, name } => {
+                    c.delete_user(&tenant, &name).await?;
+                    emit(conn.output, &serde_json::json!({"deleted": name}), || println!("deleted user {name}"))
+                }
+            }
+        }
+        AdminCommand::Key { cmd, conn } => {
+            let c = conn.client()?;
+            match cmd {
+                KeyCmd::Create { tenant, user } => {
+                    let k = c.create_key(&tenant, &user).await?;
+                    emit(conn.output, &k, || {
+                        println!("access key id:     {}", k.access_key_id);
+                        println!("secret access key: {}", k.secret_access_key);
+                        println!("(the secret is shown only now)");
+                    })
+                }
+                KeyCmd::List { tenant, user } => {
+                    let keys = c.list_keys(&tenant, user.as_deref()).await?;
+                    let rows = keys.iter().map(|k| vec![k.access_key_id.clone(), k.user.clone(), fmt_time(k.created_ms)]).collect();
+                    emit(conn.output, &keys, || print_table(&["access key id", "user", "created"], rows))
+                }
+                KeyCmd::Delete { tenant, access_key_id } => {
+                    c.delete_key(&tenant, &access_key_id).await?;
+                    emit(conn.output, &serde_json::json!({"deleted": access_key_id}), || println!("deleted key {access_key_id}"))
+                }
+            }
+        }
+        AdminCommand::Bucket { cmd, conn } => {
+            let c = conn.client()?;
+            match cmd {
+                BucketCmd::Create { tenant, name } => {
+                    let b = c.create_bucket(&tenant, &name).await?;
+                    emit(conn.output, &b, || println!("created bucket {} in tenant {}", b.name, b.tenant))
+                }
+                BucketCmd::List { tenant } => {
+                    let buckets = c.list_buckets(&tenant).await?;
+                    let rows = buckets.iter().map(|b| vec![b.name.clone(), b.home_site.clone(), fmt_time(b.created_ms)]).collect();
+                    emit(conn.output, &buckets, || print_table(&["name", "home site", "created"], rows))
+                }
+                BucketCmd::Delete { tenant, name, force } => {
+                    c.delete_bucket(&tenant, &name, force).await?;
+                    emit(conn.output, &serde_json::json!({"deleted": name}), || println!("deleted bucket {name}"))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_format_as_rfc3339() {
+        assert_eq!(super::fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::fmt_time(1_700_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(super::fmt_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::fmt_time(-1), "1969-12-31T23:59:59Z");
+    }
+}

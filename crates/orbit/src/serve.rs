@@ -1,0 +1,161 @@
+//! `orbit serve`: wire the components together and run until a signal.
+
+use crate::config::{BackendKind, Config, StoreKind};
+use anyhow::{Context, Result, bail};
+use orbit_backend::{Backend, ObjectStoreBackend};
+use orbit_core::{AdminService, Namespace};
+use orbit_meta::{MetaStore, RedbStore};
+use orbit_s3::{S3Server, S3ServerConfig};
+use orbit_tenancy::{Directory, MasterKey};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.json";
+
+#[derive(Serialize, Deserialize)]
+pub struct RootCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Write a file readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn master_key(config: &Config) -> Result<MasterKey> {
+    if let Ok(text) = std::env::var("ORBIT_MASTER_KEY") {
+        return MasterKey::from_base64(&text).map_err(|e| anyhow::anyhow!("ORBIT_MASTER_KEY: {e}"));
+    }
+    let path = config.master_key_file.clone().unwrap_or_else(|| config.data_dir.join("master.key"));
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the master key {}", path.display()))?;
+        return MasterKey::from_base64(&text).map_err(|e| anyhow::anyhow!("master key file {}: {e}", path.display()));
+    }
+    if config.master_key_file.is_some() {
+        bail!("config field `master_key_file`: {} does not exist", path.display());
+    }
+    let (key, text) = MasterKey::generate();
+    write_private(&path, text.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated a master key for sealing secrets; keep it with the data directory, or supply ORBIT_MASTER_KEY");
+    Ok(key)
+}
+
+/// Make sure an operator credential exists: from the environment when set,
+/// else generated once, stored in the data directory and printed.
+async fn bootstrap_operator(dir: &Directory, config: &Config) -> Result<()> {
+    let env_key = std::env::var("ORBIT_ROOT_ACCESS_KEY").ok().filter(|s| !s.is_empty());
+    let env_secret = std::env::var("ORBIT_ROOT_SECRET_KEY").ok().filter(|s| !s.is_empty());
+    match (env_key, env_secret) {
+        (Some(key), Some(secret)) => {
+            dir.ensure_operator_key(&key, &secret).await.map_err(|e| anyhow::anyhow!("ORBIT_ROOT_ACCESS_KEY: {e}"))?;
+            tracing::info!(access_key_id = %key, "operator credential taken from ORBIT_ROOT_ACCESS_KEY");
+        }
+        (Some(_), None) | (None, Some(_)) => bail!("set both ORBIT_ROOT_ACCESS_KEY and ORBIT_ROOT_SECRET_KEY, or neither"),
+        (None, None) => {
+            if dir.has_operator_key().await? {
+                return Ok(());
+            }
+            let creds = RootCredentials {
+                access_key_id: orbit_tenancy::generate_access_key_id(),
+                secret_access_key: orbit_tenancy::generate_secret(),
+            };
+            dir.ensure_operator_key(&creds.access_key_id, &creds.secret_access_key).await?;
+            let path = config.data_dir.join(ROOT_CREDENTIALS_FILE);
+            write_private(&path, &serde_json::to_vec_pretty(&creds)?)?;
+            println!("Generated the bootstrap operator credential (also saved to {}):", path.display());
+            println!("  access key id:     {}", creds.access_key_id);
+            println!("  secret access key: {}", creds.secret_access_key);
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+
+    let meta: Arc<dyn MetaStore> = match config.metadata.store {
+        StoreKind::Embedded => {
+            let path = config.data_dir.join("meta.redb");
+            Arc::new(RedbStore::open(&path).map_err(|e| anyhow::anyhow!("metadata store {}: {e}", path.display()))?)
+        }
+        StoreKind::Memory => Arc::new(orbit_meta::MemoryStore::new()),
+    };
+    let backend: Arc<dyn Backend> = match config.backend.kind {
+        BackendKind::Local => Arc::new(ObjectStoreBackend::local(&config.backend_root())?),
+        BackendKind::Memory => Arc::new(ObjectStoreBackend::memory()),
+    };
+    let directory = Directory::new(meta.clone(), master_key(&config)?);
+    directory.check_master_key().await?;
+    bootstrap_operator(&directory, &config).await?;
+
+    let namespace = Namespace::new(meta.clone(), backend.clone(), config.site.clone());
+    let collector = namespace.start_background();
+
+    let s3_listener = TcpListener::bind(config.s3_addr).await.with_context(|| format!("cannot listen on {} (s3_addr)", config.s3_addr))?;
+    let admin_listener =
+        TcpListener::bind(config.admin_addr).await.with_context(|| format!("cannot listen on {} (admin_addr)", config.admin_addr))?;
+    let s3 = S3Server::new(
+        namespace.clone(),
+        directory.clone(),
+        S3ServerConfig { region: config.region.clone(), domains: config.s3_domains.clone() },
+    );
+    let admin = orbit_admin::router(AdminService::new(directory.clone(), namespace.clone()));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let s3_task = tokio::spawn(s3.serve(s3_listener, stopped(stop_rx.clone())));
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx)).await
+    });
+
+    tracing::info!(
+        site = %config.site,
+        s3 = %config.s3_addr,
+        admin = %config.admin_addr,
+        data_dir = %config.data_dir.display(),
+        backend = %backend.describe(),
+        "orbit is serving"
+    );
+    println!("orbit: S3 on http://{}  admin on http://{}  data in {}", config.s3_addr, config.admin_addr, config.data_dir.display());
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let _ = s3_task.await;
+    let _ = admin_task.await;
+    collector.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
