@@ -56,7 +56,7 @@ struct ServeArgs {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ORBIT_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| "info,s3s=warn".into());
+        .unwrap_or_else(|_| "info,s3s=off".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
