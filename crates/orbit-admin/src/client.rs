@@ -27,7 +27,13 @@ pub struct AdminClient {
 fn seg(s: &str) -> String {
     // Path segments are names validated server-side; encode anything odd so it cannot alter the path.
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -37,10 +43,20 @@ impl AdminClient {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(Self { base: base.trim_end_matches('/').to_owned(), access_key: access_key.to_owned(), secret: secret.to_owned(), http })
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            access_key: access_key.to_owned(),
+            secret: secret.to_owned(),
+            http,
+        })
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&impl Serialize>) -> Result<Option<T>, ClientError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Option<T>, ClientError> {
         let bytes = match body {
             Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Transport(e.to_string()))?,
             None => Vec::new(),
@@ -51,7 +67,10 @@ impl AdminClient {
         if body.is_some() {
             req = req.header("content-type", "application/json").body(bytes);
         }
-        let resp = req.send().await.map_err(|e| ClientError::Transport(format!("cannot reach the admin API at {}: {e}", self.base)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(format!("cannot reach the admin API at {}: {e}", self.base)))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         if !status.is_success() {
@@ -67,11 +86,15 @@ impl AdminClient {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call::<T>(Method::GET, path, None::<&()>).await?.ok_or_else(|| ClientError::Transport("empty response".into()))
+        self.call::<T>(Method::GET, path, None::<&()>)
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
     }
 
     async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
-        self.call::<T>(Method::POST, path, Some(body)).await?.ok_or_else(|| ClientError::Transport("empty response".into()))
+        self.call::<T>(Method::POST, path, Some(body))
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
     }
 
     async fn delete(&self, path: &str) -> Result<(), ClientError> {
@@ -99,7 +122,11 @@ impl AdminClient {
     }
 
     pub async fn create_user(&self, tenant: &str, name: &str, role: &str) -> Result<User, ClientError> {
-        self.post(&format!("/admin/v1/tenants/{}/users", seg(tenant)), &CreateUser { name: name.into(), role: role.into() }).await
+        self.post(
+            &format!("/admin/v1/tenants/{}/users", seg(tenant)),
+            &CreateUser { name: name.into(), role: role.into() },
+        )
+        .await
     }
 
     pub async fn list_users(&self, tenant: &str) -> Result<Vec<User>, ClientError> {

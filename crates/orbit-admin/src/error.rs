@@ -20,7 +20,9 @@ impl From<Error> for ApiError {
         match e {
             Error::NotFound(_) => ApiError(StatusCode::NOT_FOUND, "NotFound", msg),
             Error::AlreadyExists(_) => ApiError(StatusCode::CONFLICT, "Conflict", msg),
-            Error::NotEmpty(_) => ApiError(StatusCode::CONFLICT, "NotEmpty", format!("{msg}; use force to delete its contents too")),
+            Error::NotEmpty(_) => {
+                ApiError(StatusCode::CONFLICT, "NotEmpty", format!("{msg}; use force to delete its contents too"))
+            }
             Error::AccessDenied => ApiError(StatusCode::FORBIDDEN, "AccessDenied", msg),
             Error::Unavailable(m) => {
                 tracing::warn!(error = %m, "admin request failed: unavailable");

@@ -4,7 +4,8 @@
 use crate::api::*;
 use crate::error::ApiError;
 use crate::signing;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,52 @@ const MAX_BODY: usize = 1024 * 1024;
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A JSON body whose rejections are admin API errors (JSON, 400), not the
+/// framework's plain-text replies.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, "InvalidArgument", json_rejection_message(&e))),
+        }
+    }
+}
+
+fn json_rejection_message(e: &JsonRejection) -> String {
+    match e {
+        JsonRejection::MissingJsonContentType(_) => "expected a JSON body with Content-Type: application/json".into(),
+        other => format!("invalid JSON body: {}", other.body_text()),
+    }
+}
+
+/// Query parameters whose rejections are admin API errors.
+struct Query<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, "InvalidArgument", query_rejection_message(&e))),
+        }
+    }
+}
+
+fn query_rejection_message(e: &QueryRejection) -> String {
+    format!("invalid query string: {}", e.body_text())
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "NotFound", "no such admin API route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "this route does not take that method".into())
+}
+
 fn tenant_view(t: TenantRecord) -> Tenant {
     Tenant { name: t.name.to_string(), model: t.model.to_string(), created_ms: t.created_ms }
 }
@@ -30,7 +77,12 @@ fn user_view(tenant: &str, u: UserRecord) -> User {
 }
 
 fn key_view(tenant: &str, k: AccessKeyRecord, u: &UserRecord) -> AccessKey {
-    AccessKey { access_key_id: k.access_key_id, tenant: tenant.to_owned(), user: u.name.to_string(), created_ms: k.created_ms }
+    AccessKey {
+        access_key_id: k.access_key_id,
+        tenant: tenant.to_owned(),
+        user: u.name.to_string(),
+        created_ms: k.created_ms,
+    }
 }
 
 fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
@@ -52,12 +104,19 @@ async fn authenticate(State(svc): State<AdminService>, req: Request, next: Next)
     }
     let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(_) => return ApiError(StatusCode::PAYLOAD_TOO_LARGE, "InvalidArgument", "request body too large".into()).into_response(),
+        Err(_) => {
+            return ApiError(StatusCode::PAYLOAD_TOO_LARGE, "InvalidArgument", "request body too large".into())
+                .into_response();
+        }
     };
     let path_and_query = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
     let caller = match svc.directory().authenticate(&parsed.access_key).await {
-        Ok((caller, secret)) if signing::verify(&secret, parts.method.as_str(), path_and_query, &parsed, &bytes) => caller,
-        Ok(_) | Err(Error::NotFound(_)) => return ApiError::unauthorized("invalid credentials or signature").into_response(),
+        Ok((caller, secret)) if signing::verify(&secret, parts.method.as_str(), path_and_query, &parsed, &bytes) => {
+            caller
+        }
+        Ok(_) | Err(Error::NotFound(_)) => {
+            return ApiError::unauthorized("invalid credentials or signature").into_response();
+        }
         Err(e) => return ApiError::from(e).into_response(),
     };
     let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
@@ -83,6 +142,8 @@ pub fn router(svc: AdminService) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/admin/v1/openapi.json", get(|| async { Json(openapi_document()) }))
         .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// The OpenAPI document, derived from the route annotations below.
@@ -92,9 +153,39 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Orbit admin API", description = "Tenants, users, access keys and buckets of an Orbit site. Requests are signed: `Authorization: ORBIT-HMAC-SHA256 Credential=<access key id>, Timestamp=<unix seconds>, Signature=<hex HMAC-SHA256 of METHOD\\nPATH_AND_QUERY\\nTIMESTAMP\\nhex(SHA-256(body)) keyed by the secret>`."),
-    paths(whoami, create_tenant, list_tenants, get_tenant, delete_tenant, create_user, list_users, delete_user, create_key, list_keys, delete_key, create_bucket, list_buckets, delete_bucket),
-    components(schemas(Tenant, CreateTenant, User, CreateUser, AccessKey, NewAccessKey, Bucket, CreateBucket, ErrorBody, ErrorDetail, WhoAmI))
+    info(
+        title = "Orbit admin API",
+        description = "Tenants, users, access keys and buckets of an Orbit site. Requests are signed: `Authorization: ORBIT-HMAC-SHA256 Credential=<access key id>, Timestamp=<unix seconds>, Signature=<hex HMAC-SHA256 of METHOD\\nPATH_AND_QUERY\\nTIMESTAMP\\nhex(SHA-256(body)) keyed by the secret>`."
+    ),
+    paths(
+        whoami,
+        create_tenant,
+        list_tenants,
+        get_tenant,
+        delete_tenant,
+        create_user,
+        list_users,
+        delete_user,
+        create_key,
+        list_keys,
+        delete_key,
+        create_bucket,
+        list_buckets,
+        delete_bucket
+    ),
+    components(schemas(
+        Tenant,
+        CreateTenant,
+        User,
+        CreateUser,
+        AccessKey,
+        NewAccessKey,
+        Bucket,
+        CreateBucket,
+        ErrorBody,
+        ErrorDetail,
+        WhoAmI
+    ))
 )]
 struct ApiDoc;
 
@@ -108,12 +199,21 @@ pub struct WhoAmI {
 
 #[utoipa::path(get, path = "/admin/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
 async fn whoami(Extension(c): Extension<Caller>) -> Json<WhoAmI> {
-    Json(WhoAmI { tenant: c.tenant.to_string(), user: c.user.to_string(), role: c.role.to_string(), access_key_id: c.access_key_id })
+    Json(WhoAmI {
+        tenant: c.tenant.to_string(),
+        user: c.user.to_string(),
+        role: c.role.to_string(),
+        access_key_id: c.access_key_id,
+    })
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants", request_body = CreateTenant,
     responses((status = 201, body = Tenant), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_tenant(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Json(body): Json<CreateTenant>) -> ApiResult<(StatusCode, Json<Tenant>)> {
+async fn create_tenant(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Body(body): Body<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
     let model = match body.model.as_deref() {
         None => TenantModel::default(),
         Some(m) => m.parse::<TenantModel>().map_err(|e| ApiError::from(Error::InvalidArgument(e)))?,
@@ -123,81 +223,146 @@ async fn create_tenant(State(svc): State<AdminService>, Extension(c): Extension<
 }
 
 #[utoipa::path(get, path = "/admin/v1/tenants", responses((status = 200, body = Vec<Tenant>)))]
-async fn list_tenants(State(svc): State<AdminService>, Extension(c): Extension<Caller>) -> ApiResult<Json<Vec<Tenant>>> {
-    Ok(Json(svc.list_tenants(&c).await?.into_iter().filter(|t| !t.name.is_system() || c.role == Role::Operator).map(tenant_view).collect()))
+async fn list_tenants(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<Json<Vec<Tenant>>> {
+    Ok(Json(
+        svc.list_tenants(&c)
+            .await?
+            .into_iter()
+            .filter(|t| !t.name.is_system() || c.role == Role::Operator)
+            .map(tenant_view)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}", params(("tenant" = String, Path)),
     responses((status = 200, body = Tenant), (status = 404, body = ErrorBody)))]
-async fn get_tenant(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>) -> ApiResult<Json<Tenant>> {
+async fn get_tenant(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Tenant>> {
     Ok(Json(tenant_view(svc.get_tenant(&c, &tenant).await?)))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}", params(("tenant" = String, Path), ForceQuery),
     responses((status = 204), (status = 409, body = ErrorBody, description = "the tenant still owns buckets")))]
-async fn delete_tenant(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>, Query(q): Query<ForceQuery>) -> ApiResult<StatusCode> {
+async fn delete_tenant(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult<StatusCode> {
     svc.delete_tenant(&c, &tenant, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users", params(("tenant" = String, Path)), request_body = CreateUser,
     responses((status = 201, body = User), (status = 409, body = ErrorBody)))]
-async fn create_user(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>, Json(body): Json<CreateUser>) -> ApiResult<(StatusCode, Json<User>)> {
+async fn create_user(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+    Body(body): Body<CreateUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
     let role: Role = body.role.parse().map_err(|e| ApiError::from(Error::InvalidArgument(e)))?;
     let u = svc.create_user(&c, &tenant, &body.name, role).await?;
     Ok((StatusCode::CREATED, Json(user_view(&tenant, u))))
 }
 
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users", params(("tenant" = String, Path)), responses((status = 200, body = Vec<User>)))]
-async fn list_users(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>) -> ApiResult<Json<Vec<User>>> {
+async fn list_users(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Vec<User>>> {
     Ok(Json(svc.list_users(&c, &tenant).await?.into_iter().map(|u| user_view(&tenant, u)).collect()))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/users/{user}", params(("tenant" = String, Path), ("user" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_user(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path((tenant, user)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn delete_user(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, user)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     svc.delete_user(&c, &tenant, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{user}/keys", params(("tenant" = String, Path), ("user" = String, Path)),
     responses((status = 201, body = NewAccessKey), (status = 404, body = ErrorBody)))]
-async fn create_key(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path((tenant, user)): Path<(String, String)>) -> ApiResult<(StatusCode, Json<NewAccessKey>)> {
+async fn create_key(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, user)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<NewAccessKey>)> {
     let (k, secret, u) = svc.create_key(&c, &tenant, &user).await?;
     Ok((
         StatusCode::CREATED,
-        Json(NewAccessKey { access_key_id: k.access_key_id, secret_access_key: secret, tenant, user: u.name.to_string(), created_ms: k.created_ms }),
+        Json(NewAccessKey {
+            access_key_id: k.access_key_id,
+            secret_access_key: secret,
+            tenant,
+            user: u.name.to_string(),
+            created_ms: k.created_ms,
+        }),
     ))
 }
 
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/keys", params(("tenant" = String, Path), KeysQuery), responses((status = 200, body = Vec<AccessKey>)))]
-async fn list_keys(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>, Query(q): Query<KeysQuery>) -> ApiResult<Json<Vec<AccessKey>>> {
+async fn list_keys(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+    Query(q): Query<KeysQuery>,
+) -> ApiResult<Json<Vec<AccessKey>>> {
     let keys = svc.list_keys(&c, &tenant, q.user.as_deref()).await?;
     Ok(Json(keys.into_iter().map(|(k, u)| key_view(&tenant, k, &u)).collect()))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/keys/{key}", params(("tenant" = String, Path), ("key" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_key(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path((tenant, key)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn delete_key(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, key)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     svc.delete_key(&c, &tenant, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/buckets", params(("tenant" = String, Path)), request_body = CreateBucket,
     responses((status = 201, body = Bucket), (status = 409, body = ErrorBody)))]
-async fn create_bucket(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>, Json(body): Json<CreateBucket>) -> ApiResult<(StatusCode, Json<Bucket>)> {
+async fn create_bucket(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+    Body(body): Body<CreateBucket>,
+) -> ApiResult<(StatusCode, Json<Bucket>)> {
     let b = svc.create_bucket(&c, &tenant, &body.name).await?;
     Ok((StatusCode::CREATED, Json(bucket_view(&tenant, b))))
 }
 
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/buckets", params(("tenant" = String, Path)), responses((status = 200, body = Vec<Bucket>)))]
-async fn list_buckets(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path(tenant): Path<String>) -> ApiResult<Json<Vec<Bucket>>> {
+async fn list_buckets(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Vec<Bucket>>> {
     Ok(Json(svc.list_buckets(&c, &tenant).await?.into_iter().map(|b| bucket_view(&tenant, b)).collect()))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/buckets/{bucket}", params(("tenant" = String, Path), ("bucket" = String, Path), ForceQuery),
     responses((status = 204), (status = 409, body = ErrorBody, description = "the bucket is not empty")))]
-async fn delete_bucket(State(svc): State<AdminService>, Extension(c): Extension<Caller>, Path((tenant, bucket)): Path<(String, String)>, Query(q): Query<ForceQuery>) -> ApiResult<StatusCode> {
+async fn delete_bucket(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, bucket)): Path<(String, String)>,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult<StatusCode> {
     svc.delete_bucket(&c, &tenant, &bucket, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,14 @@ pub fn signature(secret: &str, method: &str, path_and_query: &str, timestamp: i6
     hex::encode(mac.finalize().into_bytes())
 }
 
-pub fn authorization_header(access_key: &str, secret: &str, method: &str, path_and_query: &str, timestamp: i64, body: &[u8]) -> String {
+pub fn authorization_header(
+    access_key: &str,
+    secret: &str,
+    method: &str,
+    path_and_query: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
     let sig = signature(secret, method, path_and_query, timestamp, body);
     format!("{SCHEME} Credential={access_key}, Timestamp={timestamp}, Signature={sig}")
 }

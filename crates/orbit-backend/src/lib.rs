@@ -4,9 +4,9 @@
 //! S3 key), so it needs only four verbs. Every implementation goes through
 //! the object_store crate and passes the same conformance suite.
 
-mod object_store_backend;
 #[cfg(test)]
 mod conformance;
+mod object_store_backend;
 
 pub use object_store_backend::ObjectStoreBackend;
 

@@ -29,10 +29,8 @@ impl ObjectStoreBackend {
     /// A local directory, fsynced on every write so an acknowledged PUT survives a crash.
     pub fn local(root: &std::path::Path) -> BackendResult<Self> {
         std::fs::create_dir_all(root).map_err(|e| BackendError::Unavailable(format!("{}: {e}", root.display())))?;
-        let fs = LocalFileSystem::new_with_prefix(root)
-            .map_err(unavailable)?
-            .with_fsync(true)
-            .with_automatic_cleanup(true);
+        let fs =
+            LocalFileSystem::new_with_prefix(root).map_err(unavailable)?.with_fsync(true).with_automatic_cleanup(true);
         Ok(Self { store: Arc::new(fs), description: format!("local:{}", root.display()) })
     }
 

@@ -111,7 +111,12 @@ impl AdminService {
         self.dir.delete_user(&user).await
     }
 
-    pub async fn create_key(&self, caller: &Caller, tenant: &str, user: &str) -> Result<(AccessKeyRecord, String, UserRecord)> {
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        user: &str,
+    ) -> Result<(AccessKeyRecord, String, UserRecord)> {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ManageIdentities(t.id))?;
         let user = self.dir.user_by_name(t.id, &UserName::new(user)?).await?;
@@ -120,7 +125,12 @@ impl AdminService {
     }
 
     /// Keys of a tenant (or of one user), with the user record of each.
-    pub async fn list_keys(&self, caller: &Caller, tenant: &str, user: Option<&str>) -> Result<Vec<(AccessKeyRecord, UserRecord)>> {
+    pub async fn list_keys(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        user: Option<&str>,
+    ) -> Result<Vec<(AccessKeyRecord, UserRecord)>> {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
         let only = match user {

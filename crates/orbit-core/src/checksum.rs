@@ -189,11 +189,7 @@ pub fn multipart_etag(part_etags: &[String]) -> Option<String> {
 }
 
 /// Whole-object checksum of a multipart upload from its parts' checksums.
-pub fn combine_part_checksums(
-    alg: ChecksumAlgorithm,
-    kind: ChecksumKind,
-    parts: &[(String, u64)],
-) -> Option<String> {
+pub fn combine_part_checksums(alg: ChecksumAlgorithm, kind: ChecksumKind, parts: &[(String, u64)]) -> Option<String> {
     match kind {
         ChecksumKind::Composite => {
             let mut h = Hasher::new(alg);

@@ -82,7 +82,10 @@ async fn objects_round_trip_with_metadata_ranges_and_etags() {
     assert_eq!(head.headers.content_type.as_deref(), Some("text/plain"));
     let beyond = GetObject { range: Some(ByteRange::FromTo { first: 300_000, last: None }), ..Default::default() };
     assert!(matches!(read(&site, &c, "data", "dir/file.bin", beyond).await, Err(Error::InvalidRange)));
-    assert!(matches!(read(&site, &c, "data", "missing", GetObject::default()).await, Err(Error::NotFound(Resource::Object))));
+    assert!(matches!(
+        read(&site, &c, "data", "missing", GetObject::default()).await,
+        Err(Error::NotFound(Resource::Object))
+    ));
 
     // Keys are opaque: dot segments and slashes are stored verbatim.
     for key in ["../../etc/passwd", "a//b", "/lead", "ünï"] {
@@ -110,7 +113,11 @@ async fn conditions_and_checksums_guard_writes_and_reads() {
 
     let (rec, _) = site.ns.head_object(&c, "data", "k", &GetObject::default()).await.unwrap();
     let cond = |m: Option<&str>, n: Option<&str>| GetObject {
-        conditions: ReadConditions { if_match: m.map(Into::into), if_none_match: n.map(Into::into), ..Default::default() },
+        conditions: ReadConditions {
+            if_match: m.map(Into::into),
+            if_none_match: n.map(Into::into),
+            ..Default::default()
+        },
         ..Default::default()
     };
     assert!(matches!(read(&site, &c, "data", "k", cond(None, Some(&rec.etag))).await, Err(Error::NotModified)));
@@ -119,7 +126,11 @@ async fn conditions_and_checksums_guard_writes_and_reads() {
 
     // A wrong checksum or Content-MD5 is refused and nothing changes.
     let bad = PutObject {
-        checksum: ExpectedChecksum { algorithm: Some(ChecksumAlgorithm::Crc32), value: Some("AAAAAA==".into()), trailer: None },
+        checksum: ExpectedChecksum {
+            algorithm: Some(ChecksumAlgorithm::Crc32),
+            value: Some("AAAAAA==".into()),
+            trailer: None,
+        },
         ..put(b"three")
     };
     assert!(matches!(site.ns.put_object(&c, "data", "k", bad).await, Err(Error::BadDigest(_))));
@@ -171,10 +182,17 @@ async fn tenants_never_see_each_other() {
         .await
         .map(|_| ()));
     let steal = CopySource { bucket: "private-a".into(), key: "secret".into(), conditions: ReadConditions::default() };
-    nb(site.ns.copy_object(&b, "datasets", "stolen", steal, MetadataDirective::Copy, WriteConditions::default()).await.map(|_| ()));
+    nb(site
+        .ns
+        .copy_object(&b, "datasets", "stolen", steal, MetadataDirective::Copy, WriteConditions::default())
+        .await
+        .map(|_| ()));
     // Creating "private-a" in tenant b is allowed and separate.
     site.ns.create_bucket(&b, "private-a").await.unwrap();
-    assert!(matches!(read(&site, &b, "private-a", "secret", GetObject::default()).await, Err(Error::NotFound(Resource::Object))));
+    assert!(matches!(
+        read(&site, &b, "private-a", "secret", GetObject::default()).await,
+        Err(Error::NotFound(Resource::Object))
+    ));
     assert_eq!(read(&site, &a, "private-a", "secret", GetObject::default()).await.unwrap(), b"s");
 }
 
@@ -199,7 +217,15 @@ async fn multipart_uploads_complete_validate_and_abort() {
     site.ns.create_bucket(&c, "data").await.unwrap();
     let up = site
         .ns
-        .create_upload(&c, "data", "big", ContentHeaders::default(), Default::default(), Some(ChecksumAlgorithm::Crc32), None)
+        .create_upload(
+            &c,
+            "data",
+            "big",
+            ContentHeaders::default(),
+            Default::default(),
+            Some(ChecksumAlgorithm::Crc32),
+            None,
+        )
         .await
         .unwrap();
     let id = up.id.to_string();
@@ -210,7 +236,17 @@ async fn multipart_uploads_complete_validate_and_abort() {
     for (n, data) in [(1u32, &p1), (2, &p2), (3, &p3)] {
         let part = site
             .ns
-            .upload_part(&c, "data", "big", &id, n, body(data), Some(data.len() as u64), None, ExpectedChecksum::default())
+            .upload_part(
+                &c,
+                "data",
+                "big",
+                &id,
+                n,
+                body(data),
+                Some(data.len() as u64),
+                None,
+                ExpectedChecksum::default(),
+            )
             .await
             .unwrap();
         assert_eq!(part.checksum.as_deref(), Some(ChecksumAlgorithm::Crc32.digest(data).as_str()));
@@ -242,24 +278,41 @@ async fn multipart_uploads_complete_validate_and_abort() {
     assert_eq!(read(&site, &c, "data", "big", GetObject::default()).await.unwrap(), whole);
     // A range across the part boundary, and a part by number.
     let edge = 5 * 1024 * 1024 - 10;
-    let across = GetObject { range: Some(ByteRange::FromTo { first: edge as u64, last: Some(edge as u64 + 19) }), ..Default::default() };
+    let across = GetObject {
+        range: Some(ByteRange::FromTo { first: edge as u64, last: Some(edge as u64 + 19) }),
+        ..Default::default()
+    };
     assert_eq!(read(&site, &c, "data", "big", across).await.unwrap(), whole[edge..edge + 20]);
     let part2 = GetObject { part_number: Some(2), ..Default::default() };
     assert_eq!(read(&site, &c, "data", "big", part2).await.unwrap(), p2);
     // The upload is gone once completed.
-    assert!(matches!(site.ns.list_parts(&c, "data", "big", &id, None, 10).await, Err(Error::NotFound(Resource::Upload))));
+    assert!(matches!(
+        site.ns.list_parts(&c, "data", "big", &id, None, 10).await,
+        Err(Error::NotFound(Resource::Upload))
+    ));
 
     // Abort removes an upload and its parts.
-    let up = site.ns.create_upload(&c, "data", "gone", ContentHeaders::default(), Default::default(), None, None).await.unwrap();
+    let up = site
+        .ns
+        .create_upload(&c, "data", "gone", ContentHeaders::default(), Default::default(), None, None)
+        .await
+        .unwrap();
     let id = up.id.to_string();
-    site.ns.upload_part(&c, "data", "gone", &id, 1, body(b"x"), Some(1), None, ExpectedChecksum::default()).await.unwrap();
+    site.ns
+        .upload_part(&c, "data", "gone", &id, 1, body(b"x"), Some(1), None, ExpectedChecksum::default())
+        .await
+        .unwrap();
     site.ns.abort_upload(&c, "data", "gone", &id).await.unwrap();
     assert!(matches!(
         site.ns.upload_part(&c, "data", "gone", &id, 2, body(b"x"), Some(1), None, ExpectedChecksum::default()).await,
         Err(Error::NotFound(Resource::Upload))
     ));
     // An upload id is bound to its key.
-    let up = site.ns.create_upload(&c, "data", "key-a", ContentHeaders::default(), Default::default(), None, None).await.unwrap();
+    let up = site
+        .ns
+        .create_upload(&c, "data", "key-a", ContentHeaders::default(), Default::default(), None, None)
+        .await
+        .unwrap();
     assert!(matches!(
         site.ns.list_parts(&c, "data", "key-b", &up.id.to_string(), None, 10).await,
         Err(Error::NotFound(Resource::Upload))
@@ -282,7 +335,10 @@ async fn buckets_must_be_empty_to_delete_unless_forced() {
     // A re-created tenant and bucket of the same names start empty.
     let c2 = caller(&site, "acme", "alice", Role::TenantAdmin).await;
     site.ns.create_bucket(&c2, "data").await.unwrap();
-    assert!(matches!(read(&site, &c2, "data", "k", GetObject::default()).await, Err(Error::NotFound(Resource::Object))));
+    assert!(matches!(
+        read(&site, &c2, "data", "k", GetObject::default()).await,
+        Err(Error::NotFound(Resource::Object))
+    ));
 }
 
 #[tokio::test]
@@ -351,7 +407,10 @@ async fn failed_writes_leave_nothing_and_data_survives_reopen() {
         Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "gone")),
     ])
     .boxed();
-    let r = site.ns.put_object(&c, "data", "partial", PutObject { body: failing, content_length: Some(1_000_000), ..put(b"") }).await;
+    let r = site
+        .ns
+        .put_object(&c, "data", "partial", PutObject { body: failing, content_length: Some(1_000_000), ..put(b"") })
+        .await;
     assert!(matches!(r, Err(Error::IncompleteBody(_))), "{r:?}");
     assert!(matches!(read(&site, &c, "data", "partial", GetObject::default()).await, Err(Error::NotFound(_))));
     site.ns.collect_garbage().await.unwrap();
@@ -372,7 +431,9 @@ async fn concurrent_writers_to_one_key_leave_one_whole_version() {
     let mut tasks = Vec::new();
     for i in 0..16u8 {
         let (site, c) = (site.clone(), c.clone());
-        tasks.push(tokio::spawn(async move { site.ns.put_object(&c, "data", "hot", put(&pattern(50_000, i))).await.map(|_| i) }));
+        tasks.push(tokio::spawn(async move {
+            site.ns.put_object(&c, "data", "hot", put(&pattern(50_000, i))).await.map(|_| i)
+        }));
     }
     let mut written = Vec::new();
     for t in tasks {

@@ -32,10 +32,8 @@ async fn scans_are_ordered_and_bounded(s: &dyn MetaStore) {
     let two = s.scan(Table::Objects, Bound::Excluded(b"a".to_vec()), Bound::Unbounded, 2).await.unwrap();
     assert_eq!(two.len(), 2);
     assert_eq!(two[0].0, b"b/1");
-    let none = s
-        .scan(Table::Objects, Bound::Included(b"z".to_vec()), Bound::Excluded(b"a".to_vec()), 10)
-        .await
-        .unwrap();
+    let none =
+        s.scan(Table::Objects, Bound::Included(b"z".to_vec()), Bound::Excluded(b"a".to_vec()), 10).await.unwrap();
     assert!(none.is_empty());
 }
 

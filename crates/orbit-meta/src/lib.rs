@@ -6,12 +6,12 @@
 //! built on it, so the embedded store (redb) can later be swapped for a
 //! coordinated one without touching the layers above.
 
+#[cfg(test)]
+pub mod conformance;
 mod memory;
 mod record;
 mod redb_store;
 mod store;
-#[cfg(test)]
-pub mod conformance;
 
 pub use memory::MemoryStore;
 pub use record::{decode, encode};

@@ -29,9 +29,8 @@ impl RedbStore {
 
     /// A store that lives in memory only (tests, throwaway servers).
     pub fn in_memory() -> MetaResult<Self> {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(unavailable)?;
+        let db =
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(unavailable)?;
         Self::init(db)
     }
 
@@ -126,9 +125,7 @@ impl MetaStore for RedbStore {
 
     async fn commit(&self, txn: Txn) -> MetaResult<()> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || Self::commit_blocking(&db, txn))
-            .await
-            .map_err(unavailable)?
+        tokio::task::spawn_blocking(move || Self::commit_blocking(&db, txn)).await.map_err(unavailable)?
     }
 }
 

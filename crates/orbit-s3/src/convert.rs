@@ -52,7 +52,6 @@ pub(crate) fn expires_out(s: Option<&String>) -> Option<Timestamp> {
     s.and_then(|s| Timestamp::parse(TimestampFormat::HttpDate, s).ok())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn headers_in(
     content_type: Option<String>,
     content_encoding: Option<String>,
@@ -63,12 +62,22 @@ pub(crate) fn headers_in(
 ) -> ContentHeaders {
     ContentHeaders {
         content_type,
-        content_encoding,
+        content_encoding: content_encoding.and_then(strip_aws_chunked),
         content_disposition,
         content_language,
         cache_control,
         expires: expires.and_then(format_http_date),
     }
+}
+
+/// `aws-chunked` only frames the upload; S3 drops it from the stored encoding.
+fn strip_aws_chunked(encoding: String) -> Option<String> {
+    let rest: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    if rest.is_empty() { None } else { Some(rest.join(", ")) }
 }
 
 pub(crate) fn metadata_in(m: Option<dto::Metadata>) -> BTreeMap<String, String> {
@@ -129,7 +138,10 @@ pub(crate) fn expected_checksum<T>(req: &S3Request<T>, h: ChecksumHeaders<'_>) -
     .filter_map(|(a, v)| v.map(|v| (a, v)))
     .collect();
     if given.len() > 1 {
-        return Err(s3_error!(InvalidRequest, "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."));
+        return Err(s3_error!(
+            InvalidRequest,
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        ));
     }
     if let Some((alg, value)) = given.first() {
         return Ok(ExpectedChecksum { algorithm: Some(*alg), value: Some((*value).clone()), trailer: None });
@@ -214,5 +226,17 @@ pub(crate) fn max_keys(m: Option<i32>) -> S3Result<usize> {
         None => Ok(1000),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must be a non-negative integer")),
         Some(n) => Ok((n as usize).min(1000)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_chunked_is_not_a_stored_encoding() {
+        assert_eq!(strip_aws_chunked("aws-chunked".into()), None);
+        assert_eq!(strip_aws_chunked("aws-chunked, gzip".into()).as_deref(), Some("gzip"));
+        assert_eq!(strip_aws_chunked("gzip".into()).as_deref(), Some("gzip"));
     }
 }

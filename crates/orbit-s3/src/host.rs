@@ -16,7 +16,8 @@ impl VirtualHosts {
 
 impl S3Host for VirtualHosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
-        let name = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        let name =
+            host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
         let lower = name.to_ascii_lowercase();
         for d in &self.domains {
             if let Some(bucket) = lower.strip_suffix(d.as_str()).and_then(|p| p.strip_suffix('.'))

@@ -17,10 +17,9 @@ impl S3Auth for OrbitAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.dir.authenticate(access_key).await {
             Ok((_, secret)) => Ok(SecretKey::from(secret)),
-            Err(Error::NotFound(_)) => Err(s3_error!(
-                InvalidAccessKeyId,
-                "The AWS Access Key Id you provided does not exist in our records."
-            )),
+            Err(Error::NotFound(_)) => {
+                Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+            }
             Err(e) => Err(s3_error(e)),
         }
     }
@@ -38,19 +37,33 @@ impl S3Access for OrbitAccess {
         let Some(creds) = cx.credentials() else {
             return Err(s3_error!(AccessDenied, "Anonymous access is not allowed"));
         };
+        if let Some(expires) = presigned_expiry(cx.uri().query())
+            && expires > MAX_PRESIGNED_EXPIRY_SECS
+        {
+            return Err(s3_error!(
+                AuthorizationQueryParametersError,
+                "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds"
+            ));
+        }
         let access_key = creds.access_key.clone();
         match self.dir.authenticate(&access_key).await {
             Ok((caller, _)) => {
                 cx.extensions_mut().insert(caller);
                 Ok(())
             }
-            Err(Error::NotFound(_)) => Err(s3_error!(
-                InvalidAccessKeyId,
-                "The AWS Access Key Id you provided does not exist in our records."
-            )),
+            Err(Error::NotFound(_)) => {
+                Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+            }
             Err(e) => Err(s3_error(e)),
         }
     }
+}
+
+/// S3 refuses presigned URLs valid for more than seven days.
+const MAX_PRESIGNED_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+
+fn presigned_expiry(query: Option<&str>) -> Option<u64> {
+    query?.split('&').find_map(|kv| kv.strip_prefix("X-Amz-Expires=")).and_then(|v| v.parse().ok())
 }
 
 pub(crate) fn caller<T>(req: &S3Request<T>) -> S3Result<Caller> {

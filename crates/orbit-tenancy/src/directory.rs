@@ -1,4 +1,6 @@
-use crate::{AccessKeyRecord, Caller, MasterKey, TenantModel, TenantRecord, UserRecord, generate_access_key_id, generate_secret};
+use crate::{
+    AccessKeyRecord, Caller, MasterKey, TenantModel, TenantRecord, UserRecord, generate_access_key_id, generate_secret,
+};
 use orbit_meta::{MetaError, MetaStore, MetaStoreExt, Table, Txn, decode, encode};
 use orbit_types::{Error, Resource, Result, Role, TenantId, TenantName, UserId, UserName, now_ms};
 use std::sync::Arc;
@@ -59,9 +61,11 @@ impl Directory {
                 )),
             },
             None => {
-                let txn = Txn::new()
-                    .require_absent(Table::Settings, CANARY_KEY.to_vec())
-                    .put(Table::Settings, CANARY_KEY.to_vec(), self.master.seal(CANARY).into_bytes());
+                let txn = Txn::new().require_absent(Table::Settings, CANARY_KEY.to_vec()).put(
+                    Table::Settings,
+                    CANARY_KEY.to_vec(),
+                    self.master.seal(CANARY).into_bytes(),
+                );
                 match self.meta.commit(txn).await {
                     Ok(()) | Err(MetaError::Conflict) => Ok(()),
                     Err(e) => Err(meta_error(e)),
@@ -92,11 +96,7 @@ impl Directory {
             .await
             .map_err(meta_error)?
             .ok_or(Error::NotFound(Resource::Tenant))?;
-        self.meta
-            .get_record(Table::Tenants, &id)
-            .await
-            .map_err(meta_error)?
-            .ok_or(Error::NotFound(Resource::Tenant))
+        self.meta.get_record(Table::Tenants, &id).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Tenant))
     }
 
     pub async fn tenant_by_id(&self, id: TenantId) -> Result<TenantRecord> {
@@ -153,7 +153,8 @@ impl Directory {
         if role == Role::Operator && !tenant.name.is_system() {
             return Err(Error::InvalidArgument("the operator role exists only in the system tenant".into()));
         }
-        let rec = UserRecord { id: UserId::generate(), tenant_id: tenant.id, name: name.clone(), role, created_ms: now_ms() };
+        let rec =
+            UserRecord { id: UserId::generate(), tenant_id: tenant.id, name: name.clone(), role, created_ms: now_ms() };
         let name_key = cat(tenant.id.as_bytes(), name.as_str().as_bytes());
         let txn = Txn::new()
             .require_equals(Table::TenantNames, tenant.name.as_str().as_bytes().to_vec(), tenant.id.as_bytes().to_vec())
@@ -226,7 +227,11 @@ impl Directory {
     /// Issue a key for `user`. `fixed` gives the id and secret (bootstrap);
     /// otherwise both are generated. Returns the record and the plain secret,
     /// which is shown once and never stored unsealed.
-    pub async fn create_key(&self, user: &UserRecord, fixed: Option<(&str, &str)>) -> Result<(AccessKeyRecord, String)> {
+    pub async fn create_key(
+        &self,
+        user: &UserRecord,
+        fixed: Option<(&str, &str)>,
+    ) -> Result<(AccessKeyRecord, String)> {
         let (akid, secret) = match fixed {
             Some((a, s)) => (a.to_owned(), s.to_owned()),
             None => (generate_access_key_id(), generate_secret()),
@@ -274,7 +279,9 @@ impl Directory {
         };
         let mut out = Vec::new();
         for (k, _) in self.scan_all(Table::UserKeys, &prefix).await? {
-            if let Some(rec) = self.meta.get_record::<AccessKeyRecord>(Table::AccessKeys, &k[32..]).await.map_err(meta_error)? {
+            if let Some(rec) =
+                self.meta.get_record::<AccessKeyRecord>(Table::AccessKeys, &k[32..]).await.map_err(meta_error)?
+            {
                 out.push(rec);
             }
         }
@@ -291,9 +298,8 @@ impl Directory {
             .filter(|r: &AccessKeyRecord| r.tenant_id == tenant_id)
             .ok_or(Error::NotFound(Resource::AccessKey))?;
         let index = cat(&cat(rec.tenant_id.as_bytes(), rec.user_id.as_bytes()), access_key_id.as_bytes());
-        let txn = Txn::new()
-            .delete(Table::AccessKeys, access_key_id.as_bytes().to_vec())
-            .delete(Table::UserKeys, index);
+        let txn =
+            Txn::new().delete(Table::AccessKeys, access_key_id.as_bytes().to_vec()).delete(Table::UserKeys, index);
         self.meta.commit(txn).await.map_err(meta_error)
     }
 

@@ -29,9 +29,8 @@ impl MasterKey {
 
     /// A key from its base64 text form (as in `ORBIT_MASTER_KEY`).
     pub fn from_base64(text: &str) -> Result<Self> {
-        let bytes = B64
-            .decode(text.trim())
-            .map_err(|_| Error::InvalidArgument("the master key is not valid base64".into()))?;
+        let bytes =
+            B64.decode(text.trim()).map_err(|_| Error::InvalidArgument("the master key is not valid base64".into()))?;
         Self::from_bytes(&bytes)
     }
 
@@ -52,7 +51,8 @@ impl MasterKey {
     }
 
     pub fn open(&self, sealed: &str) -> Result<String> {
-        let wrong = || Error::Internal("a stored secret cannot be decrypted: wrong master key or corrupt record".into());
+        let wrong =
+            || Error::Internal("a stored secret cannot be decrypted: wrong master key or corrupt record".into());
         let raw = B64.decode(sealed).map_err(|_| wrong())?;
         if raw.len() < NONCE_LEN {
             return Err(wrong());

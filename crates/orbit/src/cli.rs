@@ -14,6 +14,7 @@ pub enum Output {
     Json,
 }
 
+/// Options every admin subcommand takes, before or after the subcommand.
 #[derive(Args, Clone)]
 pub struct Connection {
     /// Admin API of the site.
@@ -25,9 +26,10 @@ pub struct Connection {
     /// Secret access key (default: ORBIT_ROOT_SECRET_KEY, then DATA_DIR/root-credentials.json).
     #[arg(long, global = true, env = "ORBIT_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
-    /// Data directory to find a generated operator credential in.
-    #[arg(long, global = true, env = "ORBIT_DATA_DIR", default_value = "orbit-data")]
-    data_dir: PathBuf,
+    /// Data directory (`serve` keeps its state there; the other commands find a
+    /// generated operator credential there).
+    #[arg(long, global = true, env = "ORBIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -39,35 +41,24 @@ pub enum AdminCommand {
     Tenant {
         #[command(subcommand)]
         cmd: TenantCmd,
-        #[command(flatten)]
-        conn: Connection,
     },
     /// Users of a tenant.
     User {
         #[command(subcommand)]
         cmd: UserCmd,
-        #[command(flatten)]
-        conn: Connection,
     },
     /// Access keys of a tenant's users.
     Key {
         #[command(subcommand)]
         cmd: KeyCmd,
-        #[command(flatten)]
-        conn: Connection,
     },
     /// Buckets of a tenant.
     Bucket {
         #[command(subcommand)]
         cmd: BucketCmd,
-        #[command(flatten)]
-        conn: Connection,
     },
     /// Show who the credentials belong to.
-    Whoami {
-        #[command(flatten)]
-        conn: Connection,
-    },
+    Whoami,
 }
 
 #[derive(Subcommand)]
@@ -80,7 +71,9 @@ pub enum TenantCmd {
         model: String,
     },
     List,
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// Delete a tenant; one that still owns buckets needs --force, which deletes all its data.
     Delete {
         name: String,
@@ -156,15 +149,19 @@ impl Connection {
     fn client(&self) -> Result<AdminClient> {
         let (key, secret) = match (&self.access_key, &self.secret_key) {
             (Some(k), Some(s)) => (k.clone(), s.clone()),
-            (Some(_), None) | (None, Some(_)) => return Err(anyhow!("give both --access-key and --secret-key, or neither")),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(anyhow!("give both --access-key and --secret-key, or neither"));
+            }
             (None, None) => match (std::env::var("ORBIT_ROOT_ACCESS_KEY"), std::env::var("ORBIT_ROOT_SECRET_KEY")) {
                 (Ok(k), Ok(s)) if !k.is_empty() && !s.is_empty() => (k, s),
                 _ => {
-                    let path = self.data_dir.join(ROOT_CREDENTIALS_FILE);
+                    let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
+                    let path = dir.join(ROOT_CREDENTIALS_FILE);
                     let text = std::fs::read_to_string(&path).map_err(|_| {
                         anyhow!("no credentials: set ORBIT_ACCESS_KEY and ORBIT_SECRET_KEY (or --access-key/--secret-key), or run where {} exists", path.display())
                     })?;
-                    let c: RootCredentials = serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+                    let c: RootCredentials =
+                        serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
                     (c.access_key_id, c.secret_access_key)
                 }
             },
@@ -206,18 +203,23 @@ fn emit<T: Serialize>(output: Output, value: &T, table: impl FnOnce()) -> Result
     Ok(())
 }
 
-pub fn run(cmd: AdminCommand) -> Result<()> {
+pub fn run(cmd: AdminCommand, conn: Connection) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(run_async(cmd))
+    rt.block_on(run_async(cmd, conn))
 }
 
-async fn run_async(cmd: AdminCommand) -> Result<()> {
+async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
     match cmd {
-        AdminCommand::Whoami { conn } => {
+        AdminCommand::Whoami => {
             let w = conn.client()?.whoami().await?;
-            emit(conn.output, &w, || print_table(&["tenant", "user", "role", "access key"], vec![vec![w.tenant.clone(), w.user.clone(), w.role.clone(), w.access_key_id.clone()]]))
+            emit(conn.output, &w, || {
+                print_table(
+                    &["tenant", "user", "role", "access key"],
+                    vec![vec![w.tenant.clone(), w.user.clone(), w.role.clone(), w.access_key_id.clone()]],
+                )
+            })
         }
-        AdminCommand::Tenant { cmd, conn } => {
+        AdminCommand::Tenant { cmd } => {
             let c = conn.client()?;
             let tenants = match cmd {
                 TenantCmd::Create { name, model } => {
@@ -232,22 +234,27 @@ async fn run_async(cmd: AdminCommand) -> Result<()> {
                 TenantCmd::List => c.list_tenants().await?,
                 TenantCmd::Delete { name, force } => {
                     c.delete_tenant(&name, force).await?;
-                    return emit(conn.output, &serde_json::json!({"deleted": name}), || println!("deleted tenant {name}"));
+                    return emit(conn.output, &serde_json::json!({"deleted": name}), || {
+                        println!("deleted tenant {name}")
+                    });
                 }
             };
             let rows = tenants.iter().map(|t| vec![t.name.clone(), t.model.clone(), fmt_time(t.created_ms)]).collect();
             emit(conn.output, &tenants, || print_table(&["name", "model", "created"], rows))
         }
-        AdminCommand::User { cmd, conn } => {
+        AdminCommand::User { cmd } => {
             let c = conn.client()?;
             match cmd {
                 UserCmd::Create { tenant, name, role } => {
                     let u = c.create_user(&tenant, &name, &role).await?;
-                    emit(conn.output, &u, || println!("created user {} in tenant {} with role {}", u.name, u.tenant, u.role))
+                    emit(conn.output, &u, || {
+                        println!("created user {} in tenant {} with role {}", u.name, u.tenant, u.role)
+                    })
                 }
                 UserCmd::List { tenant } => {
                     let users = c.list_users(&tenant).await?;
-                    let rows = users.iter().map(|u| vec![u.name.clone(), u.role.clone(), fmt_time(u.created_ms)]).collect();
+                    let rows =
+                        users.iter().map(|u| vec![u.name.clone(), u.role.clone(), fmt_time(u.created_ms)]).collect();
                     emit(conn.output, &users, || print_table(&["name", "role", "created"], rows))
                 }
                 UserCmd::Delete { tenant, name } => {
@@ -256,7 +263,7 @@ async fn run_async(cmd: AdminCommand) -> Result<()> {
                 }
             }
         }
-        AdminCommand::Key { cmd, conn } => {
+        AdminCommand::Key { cmd } => {
             let c = conn.client()?;
             match cmd {
                 KeyCmd::Create { tenant, user } => {
@@ -269,16 +276,21 @@ async fn run_async(cmd: AdminCommand) -> Result<()> {
                 }
                 KeyCmd::List { tenant, user } => {
                     let keys = c.list_keys(&tenant, user.as_deref()).await?;
-                    let rows = keys.iter().map(|k| vec![k.access_key_id.clone(), k.user.clone(), fmt_time(k.created_ms)]).collect();
+                    let rows = keys
+                        .iter()
+                        .map(|k| vec![k.access_key_id.clone(), k.user.clone(), fmt_time(k.created_ms)])
+                        .collect();
                     emit(conn.output, &keys, || print_table(&["access key id", "user", "created"], rows))
                 }
                 KeyCmd::Delete { tenant, access_key_id } => {
                     c.delete_key(&tenant, &access_key_id).await?;
-                    emit(conn.output, &serde_json::json!({"deleted": access_key_id}), || println!("deleted key {access_key_id}"))
+                    emit(conn.output, &serde_json::json!({"deleted": access_key_id}), || {
+                        println!("deleted key {access_key_id}")
+                    })
                 }
             }
         }
-        AdminCommand::Bucket { cmd, conn } => {
+        AdminCommand::Bucket { cmd } => {
             let c = conn.client()?;
             match cmd {
                 BucketCmd::Create { tenant, name } => {
@@ -287,7 +299,10 @@ async fn run_async(cmd: AdminCommand) -> Result<()> {
                 }
                 BucketCmd::List { tenant } => {
                     let buckets = c.list_buckets(&tenant).await?;
-                    let rows = buckets.iter().map(|b| vec![b.name.clone(), b.home_site.clone(), fmt_time(b.created_ms)]).collect();
+                    let rows = buckets
+                        .iter()
+                        .map(|b| vec![b.name.clone(), b.home_site.clone(), fmt_time(b.created_ms)])
+                        .collect();
                     emit(conn.output, &buckets, || print_table(&["name", "home site", "created"], rows))
                 }
                 BucketCmd::Delete { tenant, name, force } => {

@@ -6,6 +6,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// Where `orbit serve` keeps its state when told nothing else.
+pub const DEFAULT_DATA_DIR: &str = "orbit-data";
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -62,7 +65,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             site: "local".into(),
-            data_dir: PathBuf::from("orbit-data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             s3_addr: "127.0.0.1:9000".parse().expect("valid"),
             admin_addr: "127.0.0.1:9001".parse().expect("valid"),
             region: "us-east-1".into(),
@@ -77,8 +80,10 @@ impl Default for Config {
 impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(Self::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))?;
         config.validate()?;
         Ok(config)
     }

@@ -11,10 +11,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "orbit", version, about = "Orbit: one namespace of buckets for every site, served from a local cache over object storage")]
+#[command(
+    name = "orbit",
+    version,
+    about = "Orbit: one namespace of buckets for every site, served from a local cache over object storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    conn: cli::Connection,
 }
 
 #[derive(Subcommand)]
@@ -30,9 +36,6 @@ struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "ORBIT_CONFIG")]
     config: Option<PathBuf>,
-    /// Directory for metadata, object data and keys.
-    #[arg(long, env = "ORBIT_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// Address of the S3 endpoint.
     #[arg(long, env = "ORBIT_S3_ADDR")]
     s3_addr: Option<SocketAddr>,
@@ -61,9 +64,9 @@ fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let mut config = config::Config::load(args.config.as_deref())?;
-    if let Some(d) = args.data_dir {
+    if let Some(d) = data_dir {
         config.data_dir = d;
     }
     if let Some(a) = args.s3_addr {
@@ -94,9 +97,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing();
-            serve(args)
+            serve(args, cli.conn.data_dir)
         }
-        Command::Admin(cmd) => cli::run(cmd),
+        Command::Admin(cmd) => cli::run(cmd, cli.conn),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,7 +45,8 @@ fn master_key(config: &Config) -> Result<MasterKey> {
     }
     let path = config.master_key_file.clone().unwrap_or_else(|| config.data_dir.join("master.key"));
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the master key {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read the master key {}", path.display()))?;
         return MasterKey::from_base64(&text).map_err(|e| anyhow::anyhow!("master key file {}: {e}", path.display()));
     }
     if config.master_key_file.is_some() {
@@ -67,7 +68,9 @@ async fn bootstrap_operator(dir: &Directory, config: &Config) -> Result<()> {
             dir.ensure_operator_key(&key, &secret).await.map_err(|e| anyhow::anyhow!("ORBIT_ROOT_ACCESS_KEY: {e}"))?;
             tracing::info!(access_key_id = %key, "operator credential taken from ORBIT_ROOT_ACCESS_KEY");
         }
-        (Some(_), None) | (None, Some(_)) => bail!("set both ORBIT_ROOT_ACCESS_KEY and ORBIT_ROOT_SECRET_KEY, or neither"),
+        (Some(_), None) | (None, Some(_)) => {
+            bail!("set both ORBIT_ROOT_ACCESS_KEY and ORBIT_ROOT_SECRET_KEY, or neither")
+        }
         (None, None) => {
             if dir.has_operator_key().await? {
                 return Ok(());
@@ -110,9 +113,12 @@ pub async fn run(config: Config) -> Result<()> {
     let namespace = Namespace::new(meta.clone(), backend.clone(), config.site.clone());
     let collector = namespace.start_background();
 
-    let s3_listener = TcpListener::bind(config.s3_addr).await.with_context(|| format!("cannot listen on {} (s3_addr)", config.s3_addr))?;
-    let admin_listener =
-        TcpListener::bind(config.admin_addr).await.with_context(|| format!("cannot listen on {} (admin_addr)", config.admin_addr))?;
+    let s3_listener = TcpListener::bind(config.s3_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (s3_addr)", config.s3_addr))?;
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin_addr)", config.admin_addr))?;
     let s3 = S3Server::new(
         namespace.clone(),
         directory.clone(),
@@ -125,9 +131,8 @@ pub async fn run(config: Config) -> Result<()> {
         let _ = rx.wait_for(|v| *v).await;
     };
     let s3_task = tokio::spawn(s3.serve(s3_listener, stopped(stop_rx.clone())));
-    let admin_task = tokio::spawn(async move {
-        axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx)).await
-    });
+    let admin_task =
+        tokio::spawn(async move { axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx)).await });
 
     tracing::info!(
         site = %config.site,
@@ -137,7 +142,12 @@ pub async fn run(config: Config) -> Result<()> {
         backend = %backend.describe(),
         "orbit is serving"
     );
-    println!("orbit: S3 on http://{}  admin on http://{}  data in {}", config.s3_addr, config.admin_addr, config.data_dir.display());
+    println!(
+        "orbit: S3 on http://{}  admin on http://{}  data in {}",
+        config.s3_addr,
+        config.admin_addr,
+        config.data_dir.display()
+    );
 
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");

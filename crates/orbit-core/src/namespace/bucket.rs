@@ -95,10 +95,13 @@ impl Namespace {
                 .require_prefix_empty(Table::Objects, id.as_bytes().to_vec())
                 .delete(Table::Buckets, b.key.clone());
             let due = due_value(now_ms());
-            let uploads = self.meta.scan_prefix(Table::Uploads, id.as_bytes(), None, usize::MAX).await.map_err(meta_error)?;
+            let uploads =
+                self.meta.scan_prefix(Table::Uploads, id.as_bytes(), None, usize::MAX).await.map_err(meta_error)?;
             for (k, v) in uploads {
                 let up: UploadRecord = decode(&v).map_err(meta_error)?;
-                for (pk, pv) in self.meta.scan_prefix(Table::Parts, up.id.as_bytes(), None, usize::MAX).await.map_err(meta_error)? {
+                for (pk, pv) in
+                    self.meta.scan_prefix(Table::Parts, up.id.as_bytes(), None, usize::MAX).await.map_err(meta_error)?
+                {
                     let part: crate::records::PartRecord = decode(&pv).map_err(meta_error)?;
                     txn.push_put(Table::Gc, part.blob.into_bytes(), due.clone());
                     txn.push_delete(Table::Parts, pk);
@@ -112,7 +115,8 @@ impl Namespace {
                     return Ok(());
                 }
                 Err(MetaError::Conflict) => {
-                    let any = self.meta.scan_prefix(Table::Objects, id.as_bytes(), None, 1).await.map_err(meta_error)?;
+                    let any =
+                        self.meta.scan_prefix(Table::Objects, id.as_bytes(), None, 1).await.map_err(meta_error)?;
                     if !any.is_empty() && !force {
                         return Err(Error::NotEmpty(Resource::Bucket));
                     }
@@ -126,7 +130,8 @@ impl Namespace {
     /// Delete every object of a bucket (forced bucket or tenant deletion).
     async fn purge_objects(&self, bucket: BucketId) -> Result<()> {
         loop {
-            let batch = self.meta.scan_prefix(Table::Objects, bucket.as_bytes(), None, SCAN_BATCH).await.map_err(meta_error)?;
+            let batch =
+                self.meta.scan_prefix(Table::Objects, bucket.as_bytes(), None, SCAN_BATCH).await.map_err(meta_error)?;
             if batch.is_empty() {
                 return Ok(());
             }

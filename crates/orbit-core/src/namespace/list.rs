@@ -123,7 +123,12 @@ mod tests {
     }
 
     fn q(prefix: &str, delim: Option<&str>, after: Option<&str>, max: usize) -> ListQuery {
-        ListQuery { prefix: prefix.into(), delimiter: delim.map(Into::into), start_after: after.map(Into::into), max_keys: max }
+        ListQuery {
+            prefix: prefix.into(),
+            delimiter: delim.map(Into::into),
+            start_after: after.map(Into::into),
+            max_keys: max,
+        }
     }
 
     fn keys(p: &ListPage) -> Vec<&str> {

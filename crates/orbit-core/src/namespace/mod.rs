@@ -58,7 +58,8 @@ impl Namespace {
         // An invalid name cannot exist; report it as missing like any other.
         let name = BucketName::new(name).map_err(|_| Error::NotFound(Resource::Bucket))?;
         let key = bucket_key(tenant, &name);
-        let raw = self.meta.get(Table::Buckets, &key).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Bucket))?;
+        let raw =
+            self.meta.get(Table::Buckets, &key).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Bucket))?;
         let record = decode(&raw).map_err(meta_error)?;
         Ok(ResolvedBucket { record, raw, key })
     }

@@ -1,7 +1,9 @@
 //! Multipart uploads. Parts are stored as blobs of their own and the
 //! completed object points at them in order, so completion moves no bytes.
 
-use super::object::{ByteRange, CopySource, WriteConditions, check_write_conditions, parse_key, resolve_range, validate_metadata};
+use super::object::{
+    ByteRange, CopySource, WriteConditions, check_write_conditions, parse_key, resolve_range, validate_metadata,
+};
 use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
 use crate::checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, combine_part_checksums, multipart_etag};
 use crate::gc::due_value;
@@ -59,11 +61,18 @@ fn part_number_ok(n: u32) -> Result<()> {
 }
 
 impl Namespace {
-    async fn resolve_upload(&self, caller: &Caller, bucket: &str, key: &str, upload_id: &str) -> Result<ResolvedUpload> {
+    async fn resolve_upload(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<ResolvedUpload> {
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let id: UploadId = upload_id.parse().map_err(|_| Error::NotFound(Resource::Upload))?;
         let ukey = upload_key(b.record.id, id);
-        let raw = self.meta.get(Table::Uploads, &ukey).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Upload))?;
+        let raw =
+            self.meta.get(Table::Uploads, &ukey).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Upload))?;
         let record: UploadRecord = decode(&raw).map_err(meta_error)?;
         if record.key != key {
             return Err(Error::NotFound(Resource::Upload));
@@ -84,7 +93,9 @@ impl Namespace {
         require_write(caller)?;
         parse_key(key)?;
         validate_metadata(&user_metadata)?;
-        if checksum_kind == Some(ChecksumKind::FullObject) && checksum_algorithm.is_some_and(|a| !a.supports_full_object()) {
+        if checksum_kind == Some(ChecksumKind::FullObject)
+            && checksum_algorithm.is_some_and(|a| !a.supports_full_object())
+        {
             return Err(Error::InvalidRequest("the FULL_OBJECT checksum type needs a CRC algorithm".into()));
         }
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
@@ -104,9 +115,11 @@ impl Namespace {
             checksum_kind: kind,
             initiator: caller.user.to_string(),
         };
-        let txn = Txn::new()
-            .require_equals(Table::Buckets, b.key.clone(), b.raw.clone())
-            .put(Table::Uploads, upload_key(b.record.id, rec.id), encode(&rec));
+        let txn = Txn::new().require_equals(Table::Buckets, b.key.clone(), b.raw.clone()).put(
+            Table::Uploads,
+            upload_key(b.record.id, rec.id),
+            encode(&rec),
+        );
         match self.meta.commit(txn).await {
             Ok(()) => Ok(rec),
             Err(MetaError::Conflict) => Err(Error::NotFound(Resource::Bucket)),
@@ -204,6 +217,13 @@ impl Namespace {
         let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
         let source = self.resolve_copy_source(caller, &src).await?;
         let span = match range {
+            // Unlike a GET, a copy range is never clamped to the object.
+            Some(ByteRange::FromTo { first, last: Some(last) }) if last >= source.size || first > last => {
+                return Err(Error::InvalidArgument(format!(
+                    "Range specified is not valid for source object of size: {}",
+                    source.size
+                )));
+            }
             Some(r) => resolve_range(source.size, r)?,
             None => 0..source.size,
         };
@@ -227,7 +247,8 @@ impl Namespace {
     }
 
     async fn parts_of(&self, upload: UploadId) -> Result<Vec<(Vec<u8>, Vec<u8>, PartRecord)>> {
-        let rows = self.meta.scan_prefix(Table::Parts, upload.as_bytes(), None, usize::MAX).await.map_err(meta_error)?;
+        let rows =
+            self.meta.scan_prefix(Table::Parts, upload.as_bytes(), None, usize::MAX).await.map_err(meta_error)?;
         rows.into_iter()
             .map(|(k, v)| {
                 let rec: PartRecord = decode(&v).map_err(meta_error)?;
@@ -257,7 +278,8 @@ impl Namespace {
         for _ in 0..MAX_CAS_RETRIES {
             let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
             let stored = self.parts_of(up.record.id).await?;
-            let by_number: HashMap<u32, &(Vec<u8>, Vec<u8>, PartRecord)> = stored.iter().map(|p| (p.2.number, p)).collect();
+            let by_number: HashMap<u32, &(Vec<u8>, Vec<u8>, PartRecord)> =
+                stored.iter().map(|p| (p.2.number, p)).collect();
             let mut chosen = Vec::with_capacity(parts.len());
             for (i, want) in parts.iter().enumerate() {
                 let Some(&entry) = by_number.get(&want.number) else {
@@ -283,8 +305,11 @@ impl Namespace {
                 (Some(alg), Some(kind)) => {
                     let sums: Option<Vec<(String, u64)>> =
                         chosen.iter().map(|e| e.2.checksum.clone().map(|c| (c, e.2.size))).collect();
-                    sums.and_then(|s| combine_part_checksums(alg, kind, &s))
-                        .map(|value| StoredChecksum { algorithm: alg, kind, value })
+                    sums.and_then(|s| combine_part_checksums(alg, kind, &s)).map(|value| StoredChecksum {
+                        algorithm: alg,
+                        kind,
+                        value,
+                    })
                 }
                 _ => None,
             };
@@ -315,7 +340,11 @@ impl Namespace {
                 .delete(Table::Uploads, up.key.clone());
             let used: std::collections::HashSet<u32> = parts.iter().map(|p| p.number).collect();
             for (pk, pv, part) in &stored {
-                txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Parts, key: pk.clone(), value: pv.clone() });
+                txn.conditions.push(orbit_meta::Condition::Equals {
+                    table: Table::Parts,
+                    key: pk.clone(),
+                    value: pv.clone(),
+                });
                 txn.push_delete(Table::Parts, pk.clone());
                 if !used.contains(&part.number) {
                     txn.push_put(Table::Gc, part.blob.as_bytes().to_vec(), due_value(now_ms()));
@@ -337,7 +366,9 @@ impl Namespace {
         require_write(caller)?;
         for _ in 0..MAX_CAS_RETRIES {
             let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
-            let mut txn = Txn::new().require_equals(Table::Uploads, up.key.clone(), up.raw.clone()).delete(Table::Uploads, up.key.clone());
+            let mut txn = Txn::new()
+                .require_equals(Table::Uploads, up.key.clone(), up.raw.clone())
+                .delete(Table::Uploads, up.key.clone());
             for (pk, pv, part) in self.parts_of(up.record.id).await? {
                 txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Parts, key: pk.clone(), value: pv });
                 txn.push_delete(Table::Parts, pk);
@@ -391,11 +422,13 @@ impl Namespace {
         max: usize,
     ) -> Result<UploadsPage> {
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
-        let rows = self.meta.scan_prefix(Table::Uploads, b.record.id.as_bytes(), None, usize::MAX).await.map_err(meta_error)?;
-        let mut all: Vec<UploadRecord> = rows
-            .into_iter()
-            .map(|(_, v)| decode::<UploadRecord>(&v).map_err(meta_error))
-            .collect::<Result<_>>()?;
+        let rows = self
+            .meta
+            .scan_prefix(Table::Uploads, b.record.id.as_bytes(), None, usize::MAX)
+            .await
+            .map_err(meta_error)?;
+        let mut all: Vec<UploadRecord> =
+            rows.into_iter().map(|(_, v)| decode::<UploadRecord>(&v).map_err(meta_error)).collect::<Result<_>>()?;
         all.retain(|u| u.key.starts_with(prefix));
         all.sort_by(|a, b| (a.key.as_str(), a.initiated_ms, a.id).cmp(&(b.key.as_str(), b.initiated_ms, b.id)));
         if let Some(km) = key_marker {

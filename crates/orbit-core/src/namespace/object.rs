@@ -366,7 +366,11 @@ impl Namespace {
             last_modified_ms: now_ms(),
             headers: put.headers,
             user_metadata: put.user_metadata,
-            checksum: w.checksum.map(|(algorithm, value)| StoredChecksum { algorithm, kind: ChecksumKind::FullObject, value }),
+            checksum: w.checksum.map(|(algorithm, value)| StoredChecksum {
+                algorithm,
+                kind: ChecksumKind::FullObject,
+                value,
+            }),
             segments: vec![Segment { blob: w.blob, size: w.size }],
             parts_count: None,
         };
@@ -374,7 +378,13 @@ impl Namespace {
         Ok(rec)
     }
 
-    pub async fn head_object(&self, caller: &Caller, bucket: &str, key: &str, get: &GetObject) -> Result<(ObjectRecord, Option<Range<u64>>)> {
+    pub async fn head_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        get: &GetObject,
+    ) -> Result<(ObjectRecord, Option<Range<u64>>)> {
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let (_, rec) = self.read_object(b.record.id, key).await?.ok_or(Error::NotFound(Resource::Object))?;
         check_read_conditions(&rec, &get.conditions, false)?;
@@ -505,7 +515,9 @@ impl Namespace {
             if let Err(e) = self.backend.copy(&seg.blob, &blob).await {
                 failed = Some(match e {
                     // The source was replaced and collected while we copied.
-                    BackendError::NotFound(_) => Error::Unavailable("the source object changed during the copy, retry".into()),
+                    BackendError::NotFound(_) => {
+                        Error::Unavailable("the source object changed during the copy, retry".into())
+                    }
                     other => Error::Unavailable(other.to_string()),
                 });
                 break;
@@ -561,18 +573,30 @@ mod tests {
             if_unmodified_since: us.map(|s| s * 1000),
         };
         assert!(check_read_conditions(&r, &c(Some("\"abc\""), None, None, None), false).is_ok());
-        assert!(matches!(check_read_conditions(&r, &c(Some("\"x\""), None, None, None), false), Err(Error::PreconditionFailed)));
+        assert!(matches!(
+            check_read_conditions(&r, &c(Some("\"x\""), None, None, None), false),
+            Err(Error::PreconditionFailed)
+        ));
         // If-Match wins over a failing If-Unmodified-Since.
         assert!(check_read_conditions(&r, &c(Some("abc"), None, None, Some(10)), false).is_ok());
-        assert!(matches!(check_read_conditions(&r, &c(None, None, None, Some(999)), false), Err(Error::PreconditionFailed)));
+        assert!(matches!(
+            check_read_conditions(&r, &c(None, None, None, Some(999)), false),
+            Err(Error::PreconditionFailed)
+        ));
         assert!(check_read_conditions(&r, &c(None, None, None, Some(1000)), false).is_ok());
-        assert!(matches!(check_read_conditions(&r, &c(None, Some("\"abc\""), None, None), false), Err(Error::NotModified)));
+        assert!(matches!(
+            check_read_conditions(&r, &c(None, Some("\"abc\""), None, None), false),
+            Err(Error::NotModified)
+        ));
         assert!(matches!(check_read_conditions(&r, &c(None, Some("*"), None, None), false), Err(Error::NotModified)));
         assert!(check_read_conditions(&r, &c(None, Some("\"zzz\""), Some(2000), None), false).is_ok());
         assert!(matches!(check_read_conditions(&r, &c(None, None, Some(1000), None), false), Err(Error::NotModified)));
         assert!(check_read_conditions(&r, &c(None, None, Some(999), None), false).is_ok());
         // Copy-source conditions never answer 304.
-        assert!(matches!(check_read_conditions(&r, &c(None, Some("abc"), None, None), true), Err(Error::PreconditionFailed)));
+        assert!(matches!(
+            check_read_conditions(&r, &c(None, Some("abc"), None, None), true),
+            Err(Error::PreconditionFailed)
+        ));
     }
 
     #[test]

@@ -17,7 +17,10 @@ fn contents(page: &ListPage, url: bool) -> Vec<Object> {
             size: Some(r.size as i64),
             last_modified: Some(ts(r.last_modified_ms)),
             storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
-            checksum_algorithm: r.checksum.as_ref().map(|c| vec![ChecksumAlgorithm::from(c.algorithm.as_str().to_owned())]),
+            checksum_algorithm: r
+                .checksum
+                .as_ref()
+                .map(|c| vec![ChecksumAlgorithm::from(c.algorithm.as_str().to_owned())]),
             checksum_type: r.checksum.as_ref().map(|c| ChecksumType::from(c.kind.as_str().to_owned())),
             ..Default::default()
         })
@@ -28,7 +31,10 @@ fn prefixes(page: &ListPage, url: bool) -> Vec<CommonPrefix> {
     page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(list_encode(url, p)) }).collect()
 }
 
-pub(super) async fn list_objects(s: &OrbitS3, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+pub(super) async fn list_objects(
+    s: &OrbitS3,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
     let c = caller(&req)?;
     let i = req.input;
     let url = is_url_encoding(i.encoding_type.as_ref());
@@ -57,7 +63,10 @@ pub(super) async fn list_objects(s: &OrbitS3, req: S3Request<ListObjectsInput>) 
     }))
 }
 
-pub(super) async fn list_objects_v2(s: &OrbitS3, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+pub(super) async fn list_objects_v2(
+    s: &OrbitS3,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
     let c = caller(&req)?;
     let i = req.input;
     let url = is_url_encoding(i.encoding_type.as_ref());
@@ -86,7 +95,11 @@ pub(super) async fn list_objects_v2(s: &OrbitS3, req: S3Request<ListObjectsV2Inp
         common_prefixes: Some(prefixes(&page, url)),
         is_truncated: Some(page.is_truncated),
         key_count: Some(key_count),
-        next_continuation_token: if page.is_truncated { page.next_marker.as_ref().map(|m| B64.encode(m)) } else { None },
+        next_continuation_token: if page.is_truncated {
+            page.next_marker.as_ref().map(|m| B64.encode(m))
+        } else {
+            None
+        },
         continuation_token: i.continuation_token,
         start_after: enc(i.start_after),
         prefix: enc(i.prefix),

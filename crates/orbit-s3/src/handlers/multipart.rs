@@ -1,8 +1,8 @@
 use super::OrbitS3;
 use super::object::{caller_of, copy_source};
 use crate::convert::{
-    self, ChecksumHeaders, algorithm, body_in, checksum_out, etag, headers_in, is_url_encoding, list_encode, metadata_in,
-    part_checksum_out, read_conditions, ts,
+    self, ChecksumHeaders, algorithm, body_in, checksum_out, etag, headers_in, is_url_encoding, list_encode,
+    metadata_in, part_checksum_out, read_conditions, ts,
 };
 use crate::error::IntoS3;
 use orbit_core::{ChecksumAlgorithm as CoreAlg, ChecksumKind, CompletedPart as CorePart, WriteConditions};
@@ -55,7 +55,10 @@ fn part_number(n: i32) -> S3Result<u32> {
         .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
 }
 
-pub(super) async fn upload_part(s: &OrbitS3, mut req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+pub(super) async fn upload_part(
+    s: &OrbitS3,
+    mut req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
     let c = caller_of(&req)?;
     let body = req.input.body.take();
     let i = &req.input;
@@ -73,9 +76,18 @@ pub(super) async fn upload_part(s: &OrbitS3, mut req: S3Request<UploadPartInput>
     )?;
     let alg = checksum.algorithm;
     let content_length = i.content_length.map(|n| n.max(0) as u64);
-    let part = s
-        .ns
-        .upload_part(&c, &i.bucket, &i.key, &i.upload_id, number, body_in(body), content_length, i.content_md5.as_deref(), checksum)
+    let part =
+        s.ns.upload_part(
+            &c,
+            &i.bucket,
+            &i.key,
+            &i.upload_id,
+            number,
+            body_in(body),
+            content_length,
+            i.content_md5.as_deref(),
+            checksum,
+        )
         .await
         .s3()?;
     let cs = part_checksum_out(alg, part.checksum.as_ref());
@@ -107,9 +119,9 @@ pub(super) async fn upload_part_copy(
         ),
     )?;
     let range = match &i.copy_source_range {
-        Some(r) => Some(convert::range_in(
-            &Range::parse(r).map_err(|_| s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last"))?,
-        )),
+        Some(r) => Some(convert::range_in(&Range::parse(r).map_err(|_| {
+            s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last")
+        })?)),
         None => None,
     };
     let part = s.ns.upload_part_copy(&c, &i.bucket, &i.key, &i.upload_id, number, src, range).await.s3()?;
@@ -138,16 +150,22 @@ pub(super) async fn complete(
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let c = caller_of(&req)?;
     let i = req.input;
-    let parts = i
-        .multipart_upload
-        .and_then(|m| m.parts)
-        .ok_or_else(|| s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"))?;
+    let parts = i.multipart_upload.and_then(|m| m.parts).ok_or_else(|| {
+        s3_error!(
+            MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        )
+    })?;
     let parts = parts
         .iter()
         .map(|p| {
             let number = p.part_number.ok_or_else(|| s3_error!(MalformedXML, "A part is missing its PartNumber"))?;
             let etag = p.e_tag.as_ref().ok_or_else(|| s3_error!(MalformedXML, "A part is missing its ETag"))?;
-            Ok(CorePart { number: part_number(number)?, etag: etag.value().to_owned(), checksum: completed_part_checksum(p) })
+            Ok(CorePart {
+                number: part_number(number)?,
+                etag: etag.value().to_owned(),
+                checksum: completed_part_checksum(p),
+            })
         })
         .collect::<S3Result<Vec<_>>>()?;
     let whole = [
@@ -193,7 +211,9 @@ pub(super) async fn list_parts(s: &OrbitS3, req: S3Request<ListPartsInput>) -> S
     let i = req.input;
     let after = match i.part_number_marker {
         None | Some(0) => None,
-        Some(m) => Some(u32::try_from(m).map_err(|_| s3_error!(InvalidArgument, "part-number-marker must not be negative"))?),
+        Some(m) => {
+            Some(u32::try_from(m).map_err(|_| s3_error!(InvalidArgument, "part-number-marker must not be negative"))?)
+        }
     };
     let max = i.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
     let page = s.ns.list_parts(&c, &i.bucket, &i.key, &i.upload_id, after, max).await.s3()?;
@@ -243,9 +263,8 @@ pub(super) async fn list_uploads(
     let i = req.input;
     let url = is_url_encoding(i.encoding_type.as_ref());
     let max = i.max_uploads.map_or(1000, |m| m.clamp(0, 1000) as usize);
-    let page = s
-        .ns
-        .list_uploads(
+    let page =
+        s.ns.list_uploads(
             &c,
             &i.bucket,
             i.prefix.as_deref().unwrap_or(""),
@@ -274,7 +293,9 @@ pub(super) async fn list_uploads(
     Ok(S3Response::new(ListMultipartUploadsOutput {
         bucket: Some(i.bucket),
         uploads: Some(uploads),
-        common_prefixes: Some(page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(list_encode(url, p)) }).collect()),
+        common_prefixes: Some(
+            page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(list_encode(url, p)) }).collect(),
+        ),
         is_truncated: Some(page.is_truncated),
         next_key_marker: enc(page.next_key_marker),
         next_upload_id_marker: page.next_upload_id_marker,

@@ -4,7 +4,9 @@ use crate::convert::{
     headers_in, metadata_in, metadata_out, range_in, read_conditions, ts,
 };
 use crate::error::{IntoS3, s3_error};
-use orbit_core::{CopySource as CoreCopySource, GetObject, MetadataDirective as CoreDirective, PutObject, WriteConditions};
+use orbit_core::{
+    CopySource as CoreCopySource, GetObject, MetadataDirective as CoreDirective, PutObject, WriteConditions,
+};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -12,7 +14,10 @@ fn wants_checksum(mode: Option<&ChecksumMode>) -> bool {
     mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
 }
 
-pub(super) async fn put_object(s: &OrbitS3, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+pub(super) async fn put_object(
+    s: &OrbitS3,
+    mut req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
     let c = caller_of(&req)?;
     let body = req.input.body.take();
     let i = &req.input;
@@ -72,7 +77,9 @@ fn get_request(
     conditions: orbit_core::ReadConditions,
 ) -> S3Result<GetObject> {
     let part_number = match part_number {
-        Some(n) if n < 1 => return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")),
+        Some(n) if n < 1 => {
+            return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
+        }
         Some(n) => Some(n as u32),
         None => None,
     };
@@ -86,12 +93,21 @@ pub(super) async fn get_object(s: &OrbitS3, req: S3Request<GetObjectInput>) -> S
     let get = get_request(
         i.range.as_ref(),
         i.part_number,
-        read_conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref()),
+        read_conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        ),
     )?;
     let body = s.ns.get_object(&c, &i.bucket, &i.key, &get).await.s3()?;
     let rec = &body.record;
     let whole = body.range.is_none();
-    let cs = if whole && wants_checksum(i.checksum_mode.as_ref()) { checksum_out(rec.checksum.as_ref()) } else { Default::default() };
+    let cs = if whole && wants_checksum(i.checksum_mode.as_ref()) {
+        checksum_out(rec.checksum.as_ref())
+    } else {
+        Default::default()
+    };
     let content_length = body.content_length() as i64;
     let output = GetObjectOutput {
         content_length: Some(content_length),
@@ -119,17 +135,29 @@ pub(super) async fn get_object(s: &OrbitS3, req: S3Request<GetObjectInput>) -> S
     Ok(S3Response::new(output))
 }
 
-pub(super) async fn head_object(s: &OrbitS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+pub(super) async fn head_object(
+    s: &OrbitS3,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
     let c = caller_of(&req)?;
     let i = req.input;
     check_version_id(i.version_id.as_ref())?;
     let get = get_request(
         i.range.as_ref(),
         i.part_number,
-        read_conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref()),
+        read_conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        ),
     )?;
     let (rec, range) = s.ns.head_object(&c, &i.bucket, &i.key, &get).await.s3()?;
-    let cs = if range.is_none() && wants_checksum(i.checksum_mode.as_ref()) { checksum_out(rec.checksum.as_ref()) } else { Default::default() };
+    let cs = if range.is_none() && wants_checksum(i.checksum_mode.as_ref()) {
+        checksum_out(rec.checksum.as_ref())
+    } else {
+        Default::default()
+    };
     let content_length = range.as_ref().map_or(rec.size, |r| r.end - r.start) as i64;
     Ok(S3Response::new(HeadObjectOutput {
         content_length: Some(content_length),
@@ -155,14 +183,20 @@ pub(super) async fn head_object(s: &OrbitS3, req: S3Request<HeadObjectInput>) ->
     }))
 }
 
-pub(super) async fn delete_object(s: &OrbitS3, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+pub(super) async fn delete_object(
+    s: &OrbitS3,
+    req: S3Request<DeleteObjectInput>,
+) -> S3Result<S3Response<DeleteObjectOutput>> {
     let c = caller_of(&req)?;
     check_version_id(req.input.version_id.as_ref())?;
     s.ns.delete_object(&c, &req.input.bucket, &req.input.key).await.s3()?;
     Ok(S3Response::new(DeleteObjectOutput::default()))
 }
 
-pub(super) async fn delete_objects(s: &OrbitS3, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+pub(super) async fn delete_objects(
+    s: &OrbitS3,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let c = caller_of(&req)?;
     let i = req.input;
     if i.delete.objects.len() > 1000 {
@@ -181,7 +215,11 @@ pub(super) async fn delete_objects(s: &OrbitS3, req: S3Request<DeleteObjectsInpu
         match result {
             Ok(()) => {
                 if !quiet {
-                    deleted.push(DeletedObject { key: Some(obj.key), version_id: obj.version_id, ..Default::default() });
+                    deleted.push(DeletedObject {
+                        key: Some(obj.key),
+                        version_id: obj.version_id,
+                        ..Default::default()
+                    });
                 }
             }
             Err(e) => errors.push(Error {
@@ -205,7 +243,10 @@ pub(super) fn copy_source(src: &CopySource, conditions: orbit_core::ReadConditio
     }
 }
 
-pub(super) async fn copy_object(s: &OrbitS3, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+pub(super) async fn copy_object(
+    s: &OrbitS3,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
     let c = caller_of(&req)?;
     let i = req.input;
     let src = copy_source(

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs every test of Orbit: the Rust unit/integration tests, then the
+# black-box end-to-end suite (tests/e2e) against the built binary with real
+# clients (aws-cli, boto3). Installs what it needs on a fresh Debian machine
+# (as root); quick when everything is already there.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO_ROOT=$(pwd)
+
+section() { printf '\n==================== %s ====================\n' "$*"; }
+
+VENV=${ORBIT_VENV:-$HOME/.cache/orbit-venv}
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
+PY_PACKAGES=(awscli boto3 pytest pytest-timeout requests)
+
+section "Python environment ($VENV)"
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "installing python3 and python3-venv with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
+fi
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import boto3, botocore, pytest, pytest_timeout, requests, awscli' >/dev/null 2>&1 \
+   || [ ! -x "$VENV/bin/aws" ]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+else
+    echo "already installed: ${PY_PACKAGES[*]}"
+fi
+"$VENV/bin/python" --version
+"$VENV/bin/aws" --version
+
+if [ -f "$REPO_ROOT/Cargo.toml" ]; then
+    section "cargo test --workspace"
+    cargo test --workspace
+
+    section "cargo build -p orbit"
+    cargo build -p orbit
+else
+    echo "no Cargo.toml at $REPO_ROOT: nothing to build" >&2
+    exit 1
+fi
+
+ORBIT_BIN=${ORBIT_BIN:-$TARGET_DIR/debug/orbit}
+export ORBIT_BIN
+if [ ! -x "$ORBIT_BIN" ]; then
+    echo "orbit binary not found at $ORBIT_BIN" >&2
+    exit 1
+fi
+
+section "end-to-end tests (tests/e2e) against $ORBIT_BIN"
+# The suite runs the venv's aws-cli; put the venv first on PATH.
+export PATH="$VENV/bin:$PATH"
+export ORBIT_AWS_CLI="$VENV/bin/aws"
+set +e
+"$VENV/bin/python" -m pytest tests/e2e -q -ra --durations=10 --timeout=300 \
+    -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+    echo "pytest collected no tests" >&2
+fi
+section "done (pytest exit code $rc)"
+exit "$rc"
