@@ -12,7 +12,7 @@ section() { printf '\n==================== %s ====================\n' "$*"; }
 
 VENV=${ORBIT_VENV:-$HOME/.cache/orbit-venv}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
-PY_PACKAGES=(awscli boto3 pytest pytest-timeout requests)
+PY_PACKAGES=(awscli boto3 "moto[server]" pytest pytest-timeout requests)
 
 section "Python environment ($VENV)"
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -26,7 +26,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/nul
     mkdir -p "$(dirname "$VENV")"
     python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import boto3, botocore, pytest, pytest_timeout, requests, awscli' >/dev/null 2>&1 \
+if ! "$VENV/bin/python" -c 'import boto3, botocore, pytest, pytest_timeout, requests, awscli, moto.server, flask' >/dev/null 2>&1 \
    || [ ! -x "$VENV/bin/aws" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
 else
@@ -38,6 +38,30 @@ fi
 if [ -f "$REPO_ROOT/Cargo.toml" ]; then
     section "cargo test --workspace"
     cargo test --workspace
+
+    section "backend conformance against a real S3 server (moto)"
+    MOTO_PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$VENV/bin/python" -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >"${TMPDIR:-/tmp}/orbit-moto-$$.log" 2>&1 &
+    MOTO_PID=$!
+    trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
+    "$VENV/bin/python" - "$MOTO_PORT" <<'PY'
+import sys, time, boto3
+port = sys.argv[1]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="testing",
+                  aws_secret_access_key="testing", region_name="us-east-1")
+for _ in range(100):
+    try:
+        s3.create_bucket(Bucket="orbit-conformance")
+        break
+    except Exception:
+        time.sleep(0.1)
+else:
+    sys.exit("moto did not start")
+PY
+    ORBIT_TEST_S3_ENDPOINT="http://127.0.0.1:$MOTO_PORT" ORBIT_TEST_S3_BUCKET=orbit-conformance \
+        cargo test -p orbit-backend -- --ignored s3_backend
+    kill "$MOTO_PID" 2>/dev/null || true
+    trap - EXIT
 
     section "cargo build -p orbit"
     cargo build -p orbit

@@ -58,6 +58,8 @@ pub struct NewAccessKey {
 pub struct Bucket {
     pub tenant: String,
     pub name: String,
+    /// The backend that holds the bucket's bytes.
+    pub backend: String,
     pub home_site: String,
     pub created_ms: i64,
 }
@@ -65,6 +67,9 @@ pub struct Bucket {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreateBucket {
     pub name: String,
+    /// A backend configured on the site (default: `default`, the local one).
+    #[serde(default)]
+    pub backend: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]

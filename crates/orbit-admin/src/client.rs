@@ -150,8 +150,9 @@ impl AdminClient {
         self.delete(&format!("/admin/v1/tenants/{}/keys/{}", seg(tenant), seg(key))).await
     }
 
-    pub async fn create_bucket(&self, tenant: &str, name: &str) -> Result<Bucket, ClientError> {
-        self.post(&format!("/admin/v1/tenants/{}/buckets", seg(tenant)), &CreateBucket { name: name.into() }).await
+    pub async fn create_bucket(&self, tenant: &str, name: &str, backend: Option<&str>) -> Result<Bucket, ClientError> {
+        let body = CreateBucket { name: name.into(), backend: backend.map(Into::into) };
+        self.post(&format!("/admin/v1/tenants/{}/buckets", seg(tenant)), &body).await
     }
 
     pub async fn list_buckets(&self, tenant: &str) -> Result<Vec<Bucket>, ClientError> {

@@ -86,7 +86,13 @@ fn key_view(tenant: &str, k: AccessKeyRecord, u: &UserRecord) -> AccessKey {
 }
 
 fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
-    Bucket { tenant: tenant.to_owned(), name: b.name.to_string(), home_site: b.home_site, created_ms: b.created_ms }
+    Bucket {
+        tenant: tenant.to_owned(),
+        name: b.name.to_string(),
+        backend: b.backend,
+        home_site: b.home_site,
+        created_ms: b.created_ms,
+    }
 }
 
 /// Verify the request signature and attach the caller.
@@ -342,7 +348,7 @@ async fn create_bucket(
     Path(tenant): Path<String>,
     Body(body): Body<CreateBucket>,
 ) -> ApiResult<(StatusCode, Json<Bucket>)> {
-    let b = svc.create_bucket(&c, &tenant, &body.name).await?;
+    let b = svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(bucket_view(&tenant, b))))
 }
 

@@ -82,3 +82,30 @@ async fn local_backend() {
         }
     }
 }
+
+/// The same suite against a real S3 server that is not Orbit. Run by
+/// `scripts/test.sh`, which starts moto's server and creates the bucket:
+/// `ORBIT_TEST_S3_ENDPOINT=http://127.0.0.1:PORT ORBIT_TEST_S3_BUCKET=NAME
+///  cargo test -p orbit-backend -- --ignored s3_backend`
+#[tokio::test]
+#[ignore = "needs a real S3 server; run by scripts/test.sh"]
+async fn s3_backend() {
+    let endpoint = std::env::var("ORBIT_TEST_S3_ENDPOINT").expect("ORBIT_TEST_S3_ENDPOINT must name an S3 server");
+    let bucket = std::env::var("ORBIT_TEST_S3_BUCKET").expect("ORBIT_TEST_S3_BUCKET must name a bucket in it");
+    let opts = crate::S3Options {
+        endpoint: Some(endpoint),
+        bucket,
+        region: "us-east-1".into(),
+        access_key_id: Some("testing".into()),
+        secret_access_key: Some("testing".into()),
+        allow_http: true,
+        virtual_hosted_style: false,
+    };
+    run_all(&ObjectStoreBackend::s3(&opts, Some("conformance")).unwrap()).await;
+    // An unreachable store fails fast with an error a caller can retry, not a hang.
+    let down = crate::S3Options { endpoint: Some("http://127.0.0.1:9".into()), ..opts };
+    let b = ObjectStoreBackend::s3(&down, None).unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(b.get("t/x", None).await, Err(BackendError::Unavailable(_))));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}

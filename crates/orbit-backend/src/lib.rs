@@ -7,8 +7,10 @@
 #[cfg(test)]
 mod conformance;
 mod object_store_backend;
+mod set;
 
-pub use object_store_backend::ObjectStoreBackend;
+pub use object_store_backend::{AzureOptions, GcsOptions, ObjectStoreBackend, S3Options};
+pub use set::BackendSet;
 
 use async_trait::async_trait;
 use bytes::Bytes;

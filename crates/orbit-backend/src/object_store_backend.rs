@@ -2,13 +2,21 @@ use crate::{Backend, BackendError, BackendResult, ByteStream};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::prefix::PrefixStore;
+use object_store::{
+    ClientOptions, GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    WriteMultipart,
+};
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Bodies up to this size are written in one put; larger ones stream as parts.
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -17,6 +25,53 @@ const PART_CONCURRENCY: usize = 2;
 /// Block size when reading local files: large blocks keep the per-block
 /// thread hop negligible (object_store's own file stream uses 8 KiB).
 const READ_BLOCK: u64 = 1024 * 1024;
+
+/// An S3-compatible store.
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    /// Endpoint URL; AWS itself when unset.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow plain `http://` endpoints (test servers, private networks).
+    pub allow_http: bool,
+    /// Address buckets as `bucket.endpoint` instead of `endpoint/bucket`.
+    pub virtual_hosted_style: bool,
+}
+
+/// A Google Cloud Storage bucket.
+#[derive(Clone, Debug, Default)]
+pub struct GcsOptions {
+    pub bucket: String,
+    /// Service account key file; the environment's default credentials when unset.
+    pub service_account_path: Option<String>,
+}
+
+/// An Azure Blob Storage container.
+#[derive(Clone, Debug, Default)]
+pub struct AzureOptions {
+    pub account: String,
+    pub container: String,
+    pub access_key: Option<String>,
+    /// Endpoint URL (for Azurite or sovereign clouds); Azure's when unset.
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+}
+
+/// Fail fast when a remote store is down: a client waiting minutes on
+/// retries is worse than a 503 it can retry itself.
+fn remote_client_options(allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(300))
+}
+
+fn remote_retry() -> RetryConfig {
+    RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(15), ..Default::default() }
+}
 
 /// A [`Backend`] over any object_store implementation.
 #[derive(Debug, Clone)]
@@ -37,6 +92,65 @@ impl ObjectStoreBackend {
     /// Blobs held in memory: for tests and throwaway servers.
     pub fn memory() -> Self {
         Self { store: Arc::new(InMemory::new()), description: "memory".into() }
+    }
+
+    /// An S3-compatible bucket, optionally under a key prefix.
+    pub fn s3(opts: &S3Options, prefix: Option<&str>) -> BackendResult<Self> {
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&opts.bucket)
+            .with_region(&opts.region)
+            .with_virtual_hosted_style_request(opts.virtual_hosted_style)
+            .with_client_options(remote_client_options(opts.allow_http))
+            .with_retry(remote_retry());
+        if let Some(e) = &opts.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if let (Some(k), Some(s)) = (&opts.access_key_id, &opts.secret_access_key) {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+        }
+        let store = b.build().map_err(unavailable)?;
+        let where_ = format!("s3:{}/{}", opts.endpoint.as_deref().unwrap_or("aws"), opts.bucket);
+        Ok(Self::with_prefix(Arc::new(store), prefix, where_))
+    }
+
+    /// A Google Cloud Storage bucket, optionally under a key prefix.
+    pub fn gcs(opts: &GcsOptions, prefix: Option<&str>) -> BackendResult<Self> {
+        let mut b = GoogleCloudStorageBuilder::new()
+            .with_bucket_name(&opts.bucket)
+            .with_client_options(remote_client_options(false))
+            .with_retry(remote_retry());
+        if let Some(p) = &opts.service_account_path {
+            b = b.with_service_account_path(p);
+        }
+        let store = b.build().map_err(unavailable)?;
+        Ok(Self::with_prefix(Arc::new(store), prefix, format!("gcs:{}", opts.bucket)))
+    }
+
+    /// An Azure Blob Storage container, optionally under a key prefix.
+    pub fn azure(opts: &AzureOptions, prefix: Option<&str>) -> BackendResult<Self> {
+        let mut b = MicrosoftAzureBuilder::new()
+            .with_account(&opts.account)
+            .with_container_name(&opts.container)
+            .with_client_options(remote_client_options(opts.allow_http))
+            .with_retry(remote_retry());
+        if let Some(k) = &opts.access_key {
+            b = b.with_access_key(k);
+        }
+        if let Some(e) = &opts.endpoint {
+            b = b.with_endpoint(e.clone());
+        }
+        let store = b.build().map_err(unavailable)?;
+        Ok(Self::with_prefix(Arc::new(store), prefix, format!("azure:{}/{}", opts.account, opts.container)))
+    }
+
+    fn with_prefix(store: Arc<dyn ObjectStore>, prefix: Option<&str>, description: String) -> Self {
+        match prefix.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
+            Some(p) => Self {
+                store: Arc::new(PrefixStore::new(store, p.to_owned())),
+                description: format!("{description}/{p}"),
+            },
+            None => Self { store, description },
+        }
     }
 
     /// Any other object_store implementation.

@@ -157,10 +157,18 @@ impl AdminService {
         self.dir.delete_key(t.id, access_key_id).await
     }
 
-    pub async fn create_bucket(&self, caller: &Caller, tenant: &str, name: &str) -> Result<BucketRecord> {
+    /// Create a bucket of a tenant on a named backend (`default` when None).
+    pub async fn create_bucket(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        name: &str,
+        backend: Option<&str>,
+    ) -> Result<BucketRecord> {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
-        self.ns.create_bucket_in(t.id, &t.name, &BucketName::new(name)?).await
+        let backend = backend.unwrap_or(orbit_backend::BackendSet::DEFAULT);
+        self.ns.create_bucket_in(t.id, &t.name, &BucketName::new(name)?, backend).await
     }
 
     pub async fn list_buckets(&self, caller: &Caller, tenant: &str) -> Result<Vec<BucketRecord>> {

@@ -7,7 +7,7 @@
 //! being referenced. The collector deletes blobs whose time has come, so a
 //! crash at any point leaves neither a visible partial object nor a leak.
 
-use orbit_backend::Backend;
+use orbit_backend::BackendSet;
 use orbit_meta::{MetaStore, MetaStoreExt, Table, Txn};
 use orbit_tenancy::meta_error;
 use orbit_types::{Result, now_ms};
@@ -25,7 +25,7 @@ const BATCH: usize = 500;
 #[derive(Clone)]
 pub(crate) struct Collector {
     meta: Arc<dyn MetaStore>,
-    backend: Arc<dyn Backend>,
+    backends: BackendSet,
     wake: Arc<Notify>,
 }
 
@@ -33,20 +33,26 @@ pub(crate) fn due_value(due_ms: i64) -> Vec<u8> {
     due_ms.to_be_bytes().to_vec()
 }
 
+/// The collection-queue key of a blob: backend name, '/', blob path.
+/// Backend names never contain '/', so the first one splits them.
+pub(crate) fn gc_key(backend: &str, blob: &str) -> Vec<u8> {
+    format!("{backend}/{blob}").into_bytes()
+}
+
 impl Collector {
-    pub(crate) fn new(meta: Arc<dyn MetaStore>, backend: Arc<dyn Backend>) -> Self {
-        Self { meta, backend, wake: Arc::new(Notify::new()) }
+    pub(crate) fn new(meta: Arc<dyn MetaStore>, backends: BackendSet) -> Self {
+        Self { meta, backends, wake: Arc::new(Notify::new()) }
     }
 
     /// Record that `blob` is about to be written; collected unless a commit claims it.
-    pub(crate) async fn register_intent(&self, blob: &str) -> Result<()> {
-        let txn = Txn::new().put(Table::Gc, blob.as_bytes().to_vec(), due_value(now_ms() + INTENT_GRACE_MS));
+    pub(crate) async fn register_intent(&self, backend: &str, blob: &str) -> Result<()> {
+        let txn = Txn::new().put(Table::Gc, gc_key(backend, blob), due_value(now_ms() + INTENT_GRACE_MS));
         self.meta.commit(txn).await.map_err(meta_error)
     }
 
     /// A blob that will never be referenced (a failed or rejected write): collect it now.
-    pub(crate) async fn discard(&self, blob: &str) {
-        let txn = Txn::new().put(Table::Gc, blob.as_bytes().to_vec(), due_value(0));
+    pub(crate) async fn discard(&self, backend: &str, blob: &str) {
+        let txn = Txn::new().put(Table::Gc, gc_key(backend, blob), due_value(0));
         if let Err(e) = self.meta.commit(txn).await {
             tracing::warn!(blob, error = %e, "could not schedule a discarded blob for collection");
         }
@@ -71,8 +77,14 @@ impl Collector {
                 if due > now {
                     continue;
                 }
-                let Ok(blob) = std::str::from_utf8(&key) else { continue };
-                if let Err(e) = self.backend.delete(blob).await {
+                let Some((backend, blob)) = std::str::from_utf8(&key).ok().and_then(|k| k.split_once('/')) else {
+                    continue;
+                };
+                let Some(store) = self.backends.get(backend) else {
+                    tracing::warn!(backend, blob, "blob of an unconfigured backend left in place");
+                    continue;
+                };
+                if let Err(e) = store.delete(blob).await {
                     tracing::warn!(blob, error = %e, "blob deletion failed; will retry");
                     continue;
                 }

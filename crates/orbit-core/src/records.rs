@@ -42,6 +42,8 @@ pub struct StoredChecksum {
 /// One stored piece of an object's data: a whole single-part object, or one part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
+    /// The backend that holds the blob (the bucket's, at the time it was written).
+    pub backend: String,
     pub blob: String,
     pub size: u64,
 }
@@ -63,8 +65,9 @@ pub struct ObjectRecord {
 }
 
 impl ObjectRecord {
-    pub fn blobs(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().map(|s| s.blob.as_str())
+    /// (backend, blob) of every segment.
+    pub fn blobs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.segments.iter().map(|s| (s.backend.as_str(), s.blob.as_str()))
     }
 }
 
@@ -85,6 +88,7 @@ pub struct UploadRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
     pub number: u32,
+    pub backend: String,
     pub blob: String,
     pub size: u64,
     pub etag: String,

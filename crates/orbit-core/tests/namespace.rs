@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use orbit_backend::{Backend, ByteStream, ObjectStoreBackend};
+use orbit_backend::{Backend, BackendSet, ByteStream, ObjectStoreBackend};
 use orbit_core::{
     AdminService, ByteRange, ChecksumAlgorithm, CompletedPart, ContentHeaders, CopySource, ExpectedChecksum, GetObject,
     ListQuery, MetadataDirective, Namespace, PutObject, ReadConditions, WriteConditions,
@@ -20,7 +20,8 @@ struct Site {
 
 fn site_with(meta: Arc<dyn MetaStore>, backend: Arc<dyn Backend>) -> Site {
     let dir = Directory::new(meta.clone(), MasterKey::from_bytes(&[7u8; 32]).unwrap());
-    Site { ns: Namespace::new(meta, backend, "test"), dir }
+    let backends = BackendSet::new(backend).with("second", Arc::new(ObjectStoreBackend::memory()));
+    Site { ns: Namespace::new(meta, backends, "test"), dir }
 }
 
 fn memory_site() -> Site {
@@ -441,4 +442,27 @@ async fn concurrent_writers_to_one_key_leave_one_whole_version() {
     }
     let got = read(&site, &c, "data", "hot", GetObject::default()).await.unwrap();
     assert!(written.iter().any(|&i| pattern(50_000, i) == got), "the object must be exactly one writer's bytes");
+}
+
+#[tokio::test]
+async fn buckets_live_on_their_backend_and_copy_across_backends() {
+    let site = memory_site();
+    let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
+    let tenant = site.dir.tenant_by_name(&"acme".parse().unwrap()).await.unwrap();
+    let name = |n: &str| orbit_types::BucketName::new(n).unwrap();
+    let unknown = site.ns.create_bucket_in(tenant.id, &tenant.name, &name("nowhere"), "missing").await;
+    assert!(matches!(unknown, Err(Error::InvalidArgument(_))));
+    let rec = site.ns.create_bucket_in(tenant.id, &tenant.name, &name("far"), "second").await.unwrap();
+    assert_eq!(rec.backend, "second");
+    site.ns.create_bucket(&c, "near").await.unwrap();
+    let data = pattern(123_456, 5);
+    let far = site.ns.put_object(&c, "far", "k", put(&data)).await.unwrap();
+    assert!(far.segments.iter().all(|s| s.backend == "second"));
+    let src = CopySource { bucket: "far".into(), key: "k".into(), conditions: ReadConditions::default() };
+    let near =
+        site.ns.copy_object(&c, "near", "k", src, MetadataDirective::Copy, WriteConditions::default()).await.unwrap();
+    assert!(near.segments.iter().all(|s| s.backend == "default"));
+    assert_eq!(near.etag, far.etag);
+    assert_eq!(read(&site, &c, "near", "k", GetObject::default()).await.unwrap(), data);
+    assert_eq!(read(&site, &c, "far", "k", GetObject::default()).await.unwrap(), data);
 }

@@ -130,6 +130,9 @@ pub enum BucketCmd {
         #[arg(long)]
         tenant: String,
         name: String,
+        /// Backend to keep the bucket's bytes in (as named in the site's config).
+        #[arg(long)]
+        backend: Option<String>,
     },
     List {
         #[arg(long)]
@@ -293,17 +296,19 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
         AdminCommand::Bucket { cmd } => {
             let c = conn.client()?;
             match cmd {
-                BucketCmd::Create { tenant, name } => {
-                    let b = c.create_bucket(&tenant, &name).await?;
-                    emit(conn.output, &b, || println!("created bucket {} in tenant {}", b.name, b.tenant))
+                BucketCmd::Create { tenant, name, backend } => {
+                    let b = c.create_bucket(&tenant, &name, backend.as_deref()).await?;
+                    emit(conn.output, &b, || {
+                        println!("created bucket {} in tenant {} on backend {}", b.name, b.tenant, b.backend)
+                    })
                 }
                 BucketCmd::List { tenant } => {
                     let buckets = c.list_buckets(&tenant).await?;
                     let rows = buckets
                         .iter()
-                        .map(|b| vec![b.name.clone(), b.home_site.clone(), fmt_time(b.created_ms)])
+                        .map(|b| vec![b.name.clone(), b.backend.clone(), b.home_site.clone(), fmt_time(b.created_ms)])
                         .collect();
-                    emit(conn.output, &buckets, || print_table(&["name", "home site", "created"], rows))
+                    emit(conn.output, &buckets, || print_table(&["name", "backend", "home site", "created"], rows))
                 }
                 BucketCmd::Delete { tenant, name, force } => {
                     c.delete_bucket(&tenant, &name, force).await?;

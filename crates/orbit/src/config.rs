@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,58 @@ pub struct Config {
     /// (default: `ORBIT_MASTER_KEY`, else DATA_DIR/master.key, created on first start).
     pub master_key_file: Option<PathBuf>,
     pub metadata: MetadataConfig,
+    /// The default backend (buckets go here unless placed elsewhere).
     pub backend: BackendConfig,
+    /// More backends by name, for buckets placed on them through the admin API.
+    /// A backend named `default` replaces the one above.
+    pub backends: BTreeMap<String, NamedBackend>,
+}
+
+/// A remote (or extra local) backend. Credentials may also come from the
+/// environment: `ORBIT_BACKEND_<NAME>_ACCESS_KEY_ID`, `..._SECRET_ACCESS_KEY`
+/// (S3) and `..._ACCESS_KEY` (Azure), NAME upper-cased with '-' as '_'.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum NamedBackend {
+    S3 {
+        endpoint: Option<String>,
+        bucket: String,
+        #[serde(default = "default_region")]
+        region: String,
+        prefix: Option<String>,
+        #[serde(default)]
+        allow_http: bool,
+        #[serde(default)]
+        virtual_hosted_style: bool,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+    },
+    Gcs {
+        bucket: String,
+        prefix: Option<String>,
+        service_account_path: Option<String>,
+    },
+    Azure {
+        account: String,
+        container: String,
+        prefix: Option<String>,
+        access_key: Option<String>,
+        endpoint: Option<String>,
+        #[serde(default)]
+        allow_http: bool,
+    },
+    Local {
+        path: PathBuf,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// The environment variable that may hold a secret of backend `name`.
+pub fn backend_env(name: &str, what: &str) -> String {
+    format!("ORBIT_BACKEND_{}_{what}", name.to_ascii_uppercase().replace('-', "_"))
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -73,6 +125,7 @@ impl Default for Config {
             master_key_file: None,
             metadata: MetadataConfig::default(),
             backend: BackendConfig::default(),
+            backends: BTreeMap::new(),
         }
     }
 }
@@ -82,8 +135,11 @@ impl Config {
         let Some(path) = path else { return Ok(Self::default()) };
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))?;
+        let config: Config = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            anyhow::anyhow!("config file {}{at}: {}", path.display(), e.message().trim())
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -94,6 +150,11 @@ impl Config {
         }
         if self.s3_addr == self.admin_addr {
             bail!("config fields `s3_addr` and `admin_addr` must differ (both are {})", self.s3_addr);
+        }
+        for name in self.backends.keys() {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                bail!("config table `backends.{name}`: a backend name is letters, digits, '-' and '_'");
+            }
         }
         for d in &self.s3_domains {
             if d.is_empty() || d.starts_with('.') || d.contains(':') {
@@ -133,6 +194,16 @@ mod tests {
         assert!(e.contains("colour"), "{e}");
         std::fs::write(&p, "site = \"a b\"\n").unwrap();
         assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("`site`"));
+        std::fs::write(&p, "[backends.remote]\nkind = \"ftp\"\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("ftp") && e.contains("line"), "{e}");
+        std::fs::write(&p, "[backends.remote]\nkind = \"s3\"\nendpoint = \"http://x\"\n").unwrap();
+        assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("bucket"));
+        std::fs::write(&p, "[backends.remote]\nkind = \"s3\"\nbucket = \"b\"\nprefix = \"p\"\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert!(
+            matches!(&c.backends["remote"], NamedBackend::S3 { bucket, region, .. } if bucket == "b" && region == "us-east-1")
+        );
         std::fs::write(&p, "site = \"paris\"\n[backend]\nkind = \"memory\"\n").unwrap();
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.site, "paris");

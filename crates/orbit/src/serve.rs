@@ -1,8 +1,8 @@
 //! `orbit serve`: wire the components together and run until a signal.
 
-use crate::config::{BackendKind, Config, StoreKind};
+use crate::config::{BackendKind, Config, NamedBackend, StoreKind, backend_env};
 use anyhow::{Context, Result, bail};
-use orbit_backend::{Backend, ObjectStoreBackend};
+use orbit_backend::{AzureOptions, Backend, BackendSet, GcsOptions, ObjectStoreBackend, S3Options};
 use orbit_core::{AdminService, Namespace};
 use orbit_meta::{MetaStore, RedbStore};
 use orbit_s3::{S3Server, S3ServerConfig};
@@ -90,6 +90,48 @@ async fn bootstrap_operator(dir: &Directory, config: &Config) -> Result<()> {
     Ok(())
 }
 
+fn named_backend(name: &str, b: &NamedBackend) -> Result<Arc<dyn Backend>> {
+    let env = |what: &str| std::env::var(backend_env(name, what)).ok().filter(|v| !v.is_empty());
+    let built = match b.clone() {
+        NamedBackend::S3 {
+            endpoint,
+            bucket,
+            region,
+            prefix,
+            allow_http,
+            virtual_hosted_style,
+            access_key_id,
+            secret_access_key,
+        } => {
+            let opts = S3Options {
+                endpoint,
+                bucket,
+                region,
+                access_key_id: access_key_id.or_else(|| env("ACCESS_KEY_ID")),
+                secret_access_key: secret_access_key.or_else(|| env("SECRET_ACCESS_KEY")),
+                allow_http,
+                virtual_hosted_style,
+            };
+            ObjectStoreBackend::s3(&opts, prefix.as_deref())
+        }
+        NamedBackend::Gcs { bucket, prefix, service_account_path } => {
+            ObjectStoreBackend::gcs(&GcsOptions { bucket, service_account_path }, prefix.as_deref())
+        }
+        NamedBackend::Azure { account, container, prefix, access_key, endpoint, allow_http } => {
+            let opts = AzureOptions {
+                account,
+                container,
+                access_key: access_key.or_else(|| env("ACCESS_KEY")),
+                endpoint,
+                allow_http,
+            };
+            ObjectStoreBackend::azure(&opts, prefix.as_deref())
+        }
+        NamedBackend::Local { path } => ObjectStoreBackend::local(&path),
+    };
+    Ok(Arc::new(built.map_err(|e| anyhow::anyhow!("config table `backends.{name}`: {e}"))?))
+}
+
 pub async fn run(config: Config) -> Result<()> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
@@ -102,15 +144,22 @@ pub async fn run(config: Config) -> Result<()> {
         }
         StoreKind::Memory => Arc::new(orbit_meta::MemoryStore::new()),
     };
-    let backend: Arc<dyn Backend> = match config.backend.kind {
-        BackendKind::Local => Arc::new(ObjectStoreBackend::local(&config.backend_root())?),
-        BackendKind::Memory => Arc::new(ObjectStoreBackend::memory()),
+    let default: Arc<dyn Backend> = match config.backends.get(BackendSet::DEFAULT) {
+        Some(b) => named_backend(BackendSet::DEFAULT, b)?,
+        None => match config.backend.kind {
+            BackendKind::Local => Arc::new(ObjectStoreBackend::local(&config.backend_root())?),
+            BackendKind::Memory => Arc::new(ObjectStoreBackend::memory()),
+        },
     };
+    let mut backends = BackendSet::new(default);
+    for (name, b) in config.backends.iter().filter(|(n, _)| n.as_str() != BackendSet::DEFAULT) {
+        backends = backends.with(name.clone(), named_backend(name, b)?);
+    }
     let directory = Directory::new(meta.clone(), master_key(&config)?);
     directory.check_master_key().await?;
     bootstrap_operator(&directory, &config).await?;
 
-    let namespace = Namespace::new(meta.clone(), backend.clone(), config.site.clone());
+    let namespace = Namespace::new(meta.clone(), backends, config.site.clone());
     let collector = namespace.start_background();
 
     let s3_listener = TcpListener::bind(config.s3_addr)
@@ -139,7 +188,7 @@ pub async fn run(config: Config) -> Result<()> {
         s3 = %config.s3_addr,
         admin = %config.admin_addr,
         data_dir = %config.data_dir.display(),
-        backend = %backend.describe(),
+        backends = %namespace.backend_description(),
         "orbit is serving"
     );
     println!(

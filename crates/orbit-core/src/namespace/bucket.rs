@@ -1,5 +1,5 @@
 use super::{MAX_CAS_RETRIES, Namespace, require_write};
-use crate::gc::{SUPERSEDED_GRACE_MS, due_value};
+use crate::gc::{SUPERSEDED_GRACE_MS, due_value, gc_key};
 use crate::records::{BucketRecord, ObjectRecord, UploadRecord, bucket_key};
 use orbit_meta::{MetaError, MetaStoreExt, Table, Txn, decode, encode};
 use orbit_tenancy::{Caller, meta_error};
@@ -11,7 +11,7 @@ impl Namespace {
     pub async fn create_bucket(&self, caller: &Caller, name: &str) -> Result<BucketRecord> {
         require_write(caller)?;
         let name = BucketName::new(name)?;
-        self.create_bucket_in(caller.tenant_id, &caller.tenant, &name).await
+        self.create_bucket_in(caller.tenant_id, &caller.tenant, &name, orbit_backend::BackendSet::DEFAULT).await
     }
 
     /// Create a bucket in a tenant (admin path; the caller is authorised already).
@@ -20,14 +20,18 @@ impl Namespace {
         tenant: TenantId,
         tenant_name: &orbit_types::TenantName,
         name: &BucketName,
+        backend: &str,
     ) -> Result<BucketRecord> {
+        if !self.has_backend(backend) {
+            return Err(Error::InvalidArgument(format!("unknown backend `{backend}`")));
+        }
         let rec = BucketRecord {
             id: BucketId::generate(),
             tenant_id: tenant,
             name: name.clone(),
             created_ms: now_ms(),
             home_site: self.site.clone(),
-            backend: "default".into(),
+            backend: backend.to_owned(),
         };
         let key = bucket_key(tenant, name);
         let txn = Txn::new()
@@ -103,7 +107,7 @@ impl Namespace {
                     self.meta.scan_prefix(Table::Parts, up.id.as_bytes(), None, usize::MAX).await.map_err(meta_error)?
                 {
                     let part: crate::records::PartRecord = decode(&pv).map_err(meta_error)?;
-                    txn.push_put(Table::Gc, part.blob.into_bytes(), due.clone());
+                    txn.push_put(Table::Gc, gc_key(&part.backend, &part.blob), due.clone());
                     txn.push_delete(Table::Parts, pk);
                 }
                 txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Uploads, key: k.clone(), value: v });
@@ -139,8 +143,8 @@ impl Namespace {
             let due = due_value(now_ms() + SUPERSEDED_GRACE_MS);
             for (k, v) in batch {
                 let rec: ObjectRecord = decode(&v).map_err(meta_error)?;
-                for blob in rec.blobs() {
-                    txn.push_put(Table::Gc, blob.as_bytes().to_vec(), due.clone());
+                for (backend, blob) in rec.blobs() {
+                    txn.push_put(Table::Gc, gc_key(backend, blob), due.clone());
                 }
                 txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Objects, key: k.clone(), value: v });
                 txn.push_delete(Table::Objects, k);

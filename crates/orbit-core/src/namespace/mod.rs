@@ -8,7 +8,7 @@ pub mod object;
 
 use crate::gc::Collector;
 use crate::records::{BucketRecord, bucket_key};
-use orbit_backend::Backend;
+use orbit_backend::{Backend, BackendSet};
 use orbit_meta::{MetaStore, Table, decode};
 use orbit_tenancy::{Caller, meta_error};
 use orbit_types::{BucketName, Error, Resource, Result, TenantId};
@@ -21,7 +21,7 @@ const MAX_CAS_RETRIES: usize = 16;
 #[derive(Clone)]
 pub struct Namespace {
     meta: Arc<dyn MetaStore>,
-    backend: Arc<dyn Backend>,
+    backends: BackendSet,
     gc: Collector,
     site: String,
 }
@@ -35,9 +35,9 @@ pub(crate) struct ResolvedBucket {
 }
 
 impl Namespace {
-    pub fn new(meta: Arc<dyn MetaStore>, backend: Arc<dyn Backend>, site: impl Into<String>) -> Self {
-        let gc = Collector::new(meta.clone(), backend.clone());
-        Self { meta, backend, gc, site: site.into() }
+    pub fn new(meta: Arc<dyn MetaStore>, backends: BackendSet, site: impl Into<String>) -> Self {
+        let gc = Collector::new(meta.clone(), backends.clone());
+        Self { meta, backends, gc, site: site.into() }
     }
 
     /// Start background work (blob collection). Call once per process.
@@ -50,8 +50,19 @@ impl Namespace {
         self.gc.run_once().await
     }
 
+    /// `name=description` of every backend, for logs.
     pub fn backend_description(&self) -> String {
-        self.backend.describe()
+        self.backends.iter().map(|(n, b)| format!("{n}={}", b.describe())).collect::<Vec<_>>().join(", ")
+    }
+
+    pub(crate) fn backend(&self, name: &str) -> Result<&Arc<dyn Backend>> {
+        self.backends
+            .get(name)
+            .ok_or_else(|| Error::Unavailable(format!("backend `{name}` is not configured on this site")))
+    }
+
+    pub fn has_backend(&self, name: &str) -> bool {
+        self.backends.get(name).is_some()
     }
 
     pub(crate) async fn resolve_bucket(&self, tenant: TenantId, name: &str) -> Result<ResolvedBucket> {

@@ -6,7 +6,7 @@ use super::object::{
 };
 use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
 use crate::checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, combine_part_checksums, multipart_etag};
-use crate::gc::due_value;
+use crate::gc::{due_value, gc_key};
 use crate::records::{
     ContentHeaders, ObjectRecord, PartRecord, Segment, StoredChecksum, UploadRecord, new_part_blob_path, object_key,
     part_key, upload_key,
@@ -150,9 +150,10 @@ impl Namespace {
             checksum.algorithm = up.record.checksum_algorithm;
         }
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
-        let w = self.write_blob(up.bucket.record.id, blob, body, content_length, content_md5, checksum).await?;
+        let w = self.write_blob(&up.bucket.record.backend, blob, body, content_length, content_md5, checksum).await?;
         let part = PartRecord {
             number,
+            backend: w.backend,
             blob: w.blob,
             size: w.size,
             etag: w.md5_hex,
@@ -171,10 +172,10 @@ impl Namespace {
                     .require_equals(Table::Uploads, up.key.clone(), up.raw.clone())
                     .require_current(Table::Parts, pkey.clone(), old.clone())
                     .put(Table::Parts, pkey.clone(), encode(&part))
-                    .delete(Table::Gc, part.blob.as_bytes().to_vec());
+                    .delete(Table::Gc, gc_key(&part.backend, &part.blob));
                 if let Some(old) = &old {
                     let old: PartRecord = decode(old).map_err(meta_error)?;
-                    txn.push_put(Table::Gc, old.blob.into_bytes(), due_value(now_ms()));
+                    txn.push_put(Table::Gc, gc_key(&old.backend, &old.blob), due_value(now_ms()));
                 }
                 match self.meta.commit(txn).await {
                     Ok(()) => return Ok(()),
@@ -195,7 +196,7 @@ impl Namespace {
                 Ok(part)
             }
             Err(e) => {
-                self.gc.discard(&part.blob).await;
+                self.gc.discard(&part.backend, &part.blob).await;
                 Err(e)
             }
         }
@@ -234,9 +235,12 @@ impl Namespace {
         let alg = up.record.checksum_algorithm;
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
         let expected = ExpectedChecksum { algorithm: alg, value: None, trailer: None };
-        let w = self.write_blob(up.bucket.record.id, blob, stream, Some(span.end - span.start), None, expected).await?;
+        let w = self
+            .write_blob(&up.bucket.record.backend, blob, stream, Some(span.end - span.start), None, expected)
+            .await?;
         let part = PartRecord {
             number,
+            backend: w.backend,
             blob: w.blob,
             size: w.size,
             etag: w.md5_hex,
@@ -328,7 +332,10 @@ impl Namespace {
                 headers: up.record.headers.clone(),
                 user_metadata: up.record.user_metadata.clone(),
                 checksum,
-                segments: chosen.iter().map(|e| Segment { blob: e.2.blob.clone(), size: e.2.size }).collect(),
+                segments: chosen
+                    .iter()
+                    .map(|e| Segment { backend: e.2.backend.clone(), blob: e.2.blob.clone(), size: e.2.size })
+                    .collect(),
                 parts_count: Some(chosen.len() as u32),
             };
             let okey = object_key(up.bucket.record.id, key);
@@ -347,7 +354,7 @@ impl Namespace {
                 });
                 txn.push_delete(Table::Parts, pk.clone());
                 if !used.contains(&part.number) {
-                    txn.push_put(Table::Gc, part.blob.as_bytes().to_vec(), due_value(now_ms()));
+                    txn.push_put(Table::Gc, gc_key(&part.backend, &part.blob), due_value(now_ms()));
                 }
             }
             match self.meta.commit(txn).await {
@@ -372,7 +379,7 @@ impl Namespace {
             for (pk, pv, part) in self.parts_of(up.record.id).await? {
                 txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Parts, key: pk.clone(), value: pv });
                 txn.push_delete(Table::Parts, pk);
-                txn.push_put(Table::Gc, part.blob.into_bytes(), due_value(now_ms()));
+                txn.push_put(Table::Gc, gc_key(&part.backend, &part.blob), due_value(now_ms()));
             }
             match self.meta.commit(txn).await {
                 Ok(()) => {

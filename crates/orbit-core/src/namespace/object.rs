@@ -2,7 +2,7 @@
 
 use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
 use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, md5_hex};
-use crate::gc::{SUPERSEDED_GRACE_MS, due_value};
+use crate::gc::{SUPERSEDED_GRACE_MS, due_value, gc_key};
 use crate::records::{ContentHeaders, ObjectRecord, Segment, StoredChecksum, new_blob_path, object_key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -174,6 +174,7 @@ pub(crate) fn parse_key(key: &str) -> Result<ObjectKey> {
 
 /// The outcome of streaming a body into a new blob.
 pub(crate) struct WrittenBlob {
+    pub backend: String,
     pub blob: String,
     pub size: u64,
     pub md5_hex: String,
@@ -186,7 +187,7 @@ impl Namespace {
     /// failure the blob is discarded and nothing becomes visible.
     pub(crate) async fn write_blob(
         &self,
-        bucket: BucketId,
+        backend_name: &str,
         blob: String,
         body: ByteStream,
         content_length: Option<u64>,
@@ -202,8 +203,8 @@ impl Namespace {
             ),
             None => None,
         };
-        let _ = bucket;
-        self.gc.register_intent(&blob).await?;
+        let backend = self.backend(backend_name)?.clone();
+        self.gc.register_intent(backend_name, &blob).await?;
         let digests = Arc::new(Mutex::new(BodyDigests::new(expected.algorithm)));
         let feed = digests.clone();
         let stream = body
@@ -213,10 +214,10 @@ impl Namespace {
                 }
             })
             .boxed();
-        let written = match self.backend.put(&blob, stream).await {
+        let written = match backend.put(&blob, stream).await {
             Ok(n) => n,
             Err(e) => {
-                self.gc.discard(&blob).await;
+                self.gc.discard(backend_name, &blob).await;
                 return Err(match e {
                     BackendError::Input(e) => Error::IncompleteBody(e.to_string()),
                     other => Error::Unavailable(other.to_string()),
@@ -226,7 +227,7 @@ impl Namespace {
         let digests = match Arc::try_unwrap(digests) {
             Ok(m) => m.into_inner().map_err(|_| Error::Internal("digest state poisoned".into()))?,
             Err(_) => {
-                self.gc.discard(&blob).await;
+                self.gc.discard(backend_name, &blob).await;
                 return Err(Error::Internal("body stream still referenced after the write".into()));
             }
         };
@@ -258,10 +259,16 @@ impl Namespace {
                 }
                 _ => None,
             };
-            Ok(WrittenBlob { blob: blob.clone(), size: written, md5_hex: md5_hex(&md5_raw), checksum })
+            Ok(WrittenBlob {
+                backend: backend_name.to_owned(),
+                blob: blob.clone(),
+                size: written,
+                md5_hex: md5_hex(&md5_raw),
+                checksum,
+            })
         })();
         if verdict.is_err() {
-            self.gc.discard(&blob).await;
+            self.gc.discard(backend_name, &blob).await;
         }
         verdict
     }
@@ -280,13 +287,13 @@ impl Namespace {
             .require_equals(Table::Buckets, bucket.key.clone(), bucket.raw.clone())
             .require_current(Table::Objects, okey.to_vec(), current_raw)
             .put(Table::Objects, okey.to_vec(), encode(rec));
-        for blob in rec.blobs() {
-            txn.push_delete(Table::Gc, blob.as_bytes().to_vec());
+        for (backend, blob) in rec.blobs() {
+            txn.push_delete(Table::Gc, gc_key(backend, blob));
         }
         if let Some(cur) = current {
             let due = due_value(now_ms() + SUPERSEDED_GRACE_MS);
-            for blob in cur.blobs() {
-                txn.push_put(Table::Gc, blob.as_bytes().to_vec(), due.clone());
+            for (backend, blob) in cur.blobs() {
+                txn.push_put(Table::Gc, gc_key(backend, blob), due.clone());
             }
         }
         txn
@@ -335,8 +342,8 @@ impl Namespace {
         }
         .await;
         if result.is_err() {
-            for blob in rec.blobs() {
-                self.gc.discard(blob).await;
+            for (backend, blob) in rec.blobs() {
+                self.gc.discard(backend, blob).await;
             }
         }
         result
@@ -357,7 +364,7 @@ impl Namespace {
         }
         let blob = new_blob_path(b.record.id);
         let w = self
-            .write_blob(b.record.id, blob, put.body, put.content_length, put.content_md5.as_deref(), put.checksum)
+            .write_blob(&b.record.backend, blob, put.body, put.content_length, put.content_md5.as_deref(), put.checksum)
             .await?;
         let rec = ObjectRecord {
             version: orbit_types::new_blob_id(),
@@ -371,7 +378,7 @@ impl Namespace {
                 kind: ChecksumKind::FullObject,
                 value,
             }),
-            segments: vec![Segment { blob: w.blob, size: w.size }],
+            segments: vec![Segment { backend: w.backend, blob: w.blob, size: w.size }],
             parts_count: None,
         };
         self.commit_object(caller.tenant_id, bucket, key, &rec, &put.conditions).await?;
@@ -429,23 +436,20 @@ impl Namespace {
             let start = span.start.max(seg_range.start);
             let end = span.end.min(seg_range.end);
             if start < end {
-                pieces.push((seg.blob.clone(), start - seg_range.start..end - seg_range.start));
+                let backend = self.backend(&seg.backend)?.clone();
+                pieces.push((backend, seg.blob.clone(), start - seg_range.start..end - seg_range.start));
             }
         }
         let mut pieces = pieces.into_iter();
-        let Some((blob, r)) = pieces.next() else {
+        let Some((backend, blob, r)) = pieces.next() else {
             return Ok(futures::stream::empty().boxed());
         };
-        let first = self.backend.get(&blob, Some(r)).await.map_err(|e| match e {
+        let first = backend.get(&blob, Some(r)).await.map_err(|e| match e {
             BackendError::NotFound(_) => Error::Internal(format!("object data missing from the backend: {blob}")),
             other => Error::Unavailable(other.to_string()),
         })?;
-        let backend = self.backend.clone();
         let rest = futures::stream::iter(pieces)
-            .then(move |(blob, r)| {
-                let backend = backend.clone();
-                async move { backend.get(&blob, Some(r)).await.map_err(std::io::Error::other) }
-            })
+            .then(|(backend, blob, r)| async move { backend.get(&blob, Some(r)).await.map_err(std::io::Error::other) })
             .try_flatten();
         Ok(first.chain(rest).boxed())
     }
@@ -458,8 +462,8 @@ impl Namespace {
             let okey = object_key(b.record.id, key);
             let mut txn = Txn::new().require_equals(Table::Objects, okey.clone(), raw).delete(Table::Objects, okey);
             let due = due_value(now_ms() + SUPERSEDED_GRACE_MS);
-            for blob in rec.blobs() {
-                txn.push_put(Table::Gc, blob.as_bytes().to_vec(), due.clone());
+            for (backend, blob) in rec.blobs() {
+                txn.push_put(Table::Gc, gc_key(backend, blob), due.clone());
             }
             match self.meta.commit(txn).await {
                 Ok(()) => return Ok(()),
@@ -503,16 +507,33 @@ impl Namespace {
             }
         };
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        let dst_name = b.record.backend.clone();
+        let dst = self.backend(&dst_name)?.clone();
         let mut segments = Vec::with_capacity(source.segments.len());
         let mut failed = None;
         for seg in &source.segments {
             let blob = new_blob_path(b.record.id);
-            if let Err(e) = self.gc.register_intent(&blob).await {
+            if let Err(e) = self.gc.register_intent(&dst_name, &blob).await {
                 failed = Some(e);
                 break;
             }
-            segments.push(Segment { blob: blob.clone(), size: seg.size });
-            if let Err(e) = self.backend.copy(&seg.blob, &blob).await {
+            segments.push(Segment { backend: dst_name.clone(), blob: blob.clone(), size: seg.size });
+            let copied = if seg.backend == dst_name {
+                dst.copy(&seg.blob, &blob).await
+            } else {
+                // Across backends the bytes pass through Orbit.
+                match self.backend(&seg.backend) {
+                    Ok(src) => match src.get(&seg.blob, None).await {
+                        Ok(stream) => dst.put(&blob, stream).await.map(|_| ()),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = copied {
                 failed = Some(match e {
                     // The source was replaced and collected while we copied.
                     BackendError::NotFound(_) => {
@@ -525,7 +546,7 @@ impl Namespace {
         }
         if let Some(e) = failed {
             for s in &segments {
-                self.gc.discard(&s.blob).await;
+                self.gc.discard(&s.backend, &s.blob).await;
             }
             return Err(e);
         }
