@@ -18,8 +18,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import struct
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import zlib
@@ -380,11 +382,19 @@ class OrbitServer:
     """One `orbit serve` process on free loopback ports with its own data dir."""
 
     def __init__(self, base_dir: Path, *, root_creds: Creds | None = ROOT,
-                 s3_domain: str = S3_DOMAIN, extra_env: dict | None = None):
+                 s3_domain: str = S3_DOMAIN, extra_env: dict | None = None,
+                 config_toml: str | None = None):
+        """`config_toml`: text of a TOML config file, written beside the data
+        dir and passed with --config (the address and data-dir flags still
+        override what it says)."""
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.base_dir / "data"
         self.log_path = self.base_dir / "orbit.log"
+        self.config_path: Path | None = None
+        if config_toml is not None:
+            self.config_path = self.base_dir / "orbit.toml"
+            self.config_path.write_text(config_toml)
         self.root_creds = root_creds
         self.s3_domain = s3_domain
         self.extra_env = dict(extra_env or {})
@@ -451,6 +461,8 @@ class OrbitServer:
                    "--s3-addr", self.s3_addr, "--admin-addr", self.admin_addr]
             if self.s3_domain:
                 cmd += ["--s3-domain", self.s3_domain]
+            if self.config_path is not None:
+                cmd += ["--config", str(self.config_path)]
             self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self._env(),
                                          cwd=str(self.base_dir))
@@ -726,3 +738,305 @@ def wait_until(pred, timeout: float = 10, interval: float = 0.1, msg: str = "con
             raise AssertionError(f"timed out waiting for {msg}")
         time.sleep(interval)
 
+
+
+# ------------------------------------------- a remote S3 store (not Orbit)
+
+
+def toml_str(value: str) -> str:
+    """A TOML basic string (JSON's escapes are valid TOML for these values)."""
+    return json.dumps(str(value))
+
+
+def s3_backend_toml(name: str, **fields) -> str:
+    """A `[backends.NAME]` table; None values are left out, bools written as TOML."""
+    lines = [f"[backends.{toml_str(name)}]"]
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        else:
+            lines.append(f"{key} = {toml_str(value)}")
+    return "\n".join(lines) + "\n"
+
+
+class MotoServer:
+    """moto's stand-alone S3 server (`python -m moto.server`) on a free
+    loopback port: a real S3 endpoint that is not Orbit, for remote backends.
+
+    Duck-types what conftest's failure report needs (proc, log_path,
+    is_running, log_tail), so it can sit in ACTIVE_SERVERS beside Orbit."""
+
+    ACCESS_KEY = "MOTOADMINKEY00000001"
+    SECRET_KEY = "moto-admin-secret-key"
+
+    def __init__(self, base_dir: Path, python: str | None = None):
+        self.base_dir = Path(base_dir)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.base_dir / "moto.log"
+        self.python = python or os.environ.get("ORBIT_MOTO_PYTHON") or sys.executable
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "MotoServer":
+        probe = subprocess.run([self.python, "-c", "import moto.server, flask"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise RuntimeError(
+                f"moto[server] is not installed for {self.python} (pip install 'moto[server]', "
+                f"or set ORBIT_MOTO_PYTHON): {probe.stderr.strip().splitlines()[-1:]}")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AWS_") and not k.startswith("ORBIT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        for attempt in range(3):
+            if attempt:
+                self.port = free_port()
+            self._log_file = open(self.log_path, "ab")
+            self._log_file.write(f"\n===== e2e: moto on {self.endpoint} =====\n".encode())
+            self._log_file.flush()
+            self.proc = subprocess.Popen(
+                [self.python, "-m", "moto.server", "-p", str(self.port), "-H", "127.0.0.1"],
+                stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=str(self.base_dir))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    requests.get(self.endpoint + "/", timeout=2)
+                    if self not in ACTIVE_SERVERS:
+                        ACTIVE_SERVERS.append(self)
+                    return self
+                except requests.RequestException:
+                    time.sleep(0.1)
+            if self.proc.poll() is None:
+                break  # running but never answering: not a port clash
+            self._log_file.close()
+        tail = self.log_tail()
+        self.close()
+        raise RuntimeError(f"moto server did not start within {timeout}s; log tail:\n{tail}")
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return "(no log)"
+        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._log_file:
+            self._log_file.close()
+        if self in ACTIVE_SERVERS:
+            ACTIVE_SERVERS.remove(self)
+
+    def client(self):
+        """boto3 straight to moto (not through any proxy)."""
+        cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                     retries={"max_attempts": 3, "mode": "standard"},
+                     connect_timeout=10, read_timeout=60)
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name=REGION,
+            aws_access_key_id=self.ACCESS_KEY, aws_secret_access_key=self.SECRET_KEY, config=cfg)
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, int]:
+        """{key: size} of every object in a bucket of the store."""
+        out = {}
+        for page in self.client().get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix):
+            for o in page.get("Contents", []):
+                out[o["Key"]] = o["Size"]
+        return out
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+_SIGV4_CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9]{4,128})/")
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 (a free port) in front of `target`, that a
+    test switches down (new connections are reset at once, open ones are
+    dropped) and back up. It also notes the SigV4 access key ids it sees in
+    the traffic towards the target (`access_keys`)."""
+
+    def __init__(self, target_host: str, target_port: int):
+        self.target = (target_host, target_port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._up = True
+        self._closed = False
+        self._pairs: set[_ProxiedConnection] = set()
+        self.accepted = 0   # connections passed on to the target
+        self.rejected = 0   # connections reset because the proxy was down
+        self.dropped = 0    # open connections cut by down()
+        self.access_keys: set[str] = set()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True,
+                                        name=f"tcp-proxy-{self.port}")
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def is_up(self) -> bool:
+        return self._up
+
+    def down(self) -> None:
+        """Refuse new connections (accept and reset) and cut every open one."""
+        with self._lock:
+            self._up = False
+            pairs = list(self._pairs)
+        for pair in pairs:
+            pair.abort()
+        with self._lock:
+            self.dropped += len(pairs)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pairs:
+                    return
+            time.sleep(0.02)
+
+    def up(self) -> None:
+        with self._lock:
+            self._up = True
+
+    def close(self) -> None:
+        self._closed = True
+        self.down()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        self._thread.join(timeout=5)
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                if self._closed:
+                    return
+                continue
+            client.settimeout(None)
+            with self._lock:
+                up = self._up and not self._closed
+            if not up:
+                with self._lock:
+                    self.rejected += 1
+                _reset(client)
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _reset(client)
+                client.close()
+                continue
+            for s in (client, upstream):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pair = _ProxiedConnection(self, client, upstream)
+            with self._lock:
+                if not self._up or self._closed:
+                    pair.abort()
+                    pair.close_sockets()
+                    self.rejected += 1
+                    continue
+                self.accepted += 1
+                self._pairs.add(pair)
+            pair.start()
+
+    def _finished(self, pair: "_ProxiedConnection") -> None:
+        with self._lock:
+            self._pairs.discard(pair)
+
+    def _sniff(self, data: bytes) -> None:
+        for m in _SIGV4_CREDENTIAL.finditer(data):
+            self.access_keys.add(m.group(1).decode())
+
+
+def _reset(sock: socket.socket) -> None:
+    """Make close() send RST (abortive close), and wake any blocked reader."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _ProxiedConnection:
+    def __init__(self, proxy: TcpProxy, client: socket.socket, upstream: socket.socket):
+        self.proxy = proxy
+        self.client = client
+        self.upstream = upstream
+        self._lock = threading.Lock()
+        self._running = 2
+
+    def start(self) -> None:
+        for src, dst, sniff in ((self.client, self.upstream, True),
+                                (self.upstream, self.client, False)):
+            threading.Thread(target=self._pump, args=(src, dst, sniff), daemon=True,
+                             name=f"tcp-proxy-{self.proxy.port}-pump").start()
+
+    def abort(self) -> None:
+        _reset(self.client)
+        _reset(self.upstream)
+
+    def close_sockets(self) -> None:
+        for s in (self.client, self.upstream):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _pump(self, src: socket.socket, dst: socket.socket, sniff: bool) -> None:
+        tail = b""
+        try:
+            while True:
+                data = src.recv(256 * 1024)
+                if not data:
+                    break
+                if sniff:
+                    self.proxy._sniff(tail + data)
+                    tail = data[-200:]
+                dst.sendall(data)
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        except OSError:
+            self.abort()  # one side broke: break the other too
+        finally:
+            with self._lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                self.close_sockets()
+                self.proxy._finished(self)

@@ -9,4 +9,4 @@ mod routes;
 pub mod signing;
 
 pub use client::{AdminClient, ClientError};
-pub use routes::{WhoAmI, openapi_document, router};
+pub use routes::{MetricsRenderer, WhoAmI, openapi_document, router};

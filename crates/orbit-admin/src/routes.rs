@@ -130,7 +130,12 @@ async fn authenticate(State(svc): State<AdminService>, req: Request, next: Next)
     next.run(req).await
 }
 
-pub fn router(svc: AdminService) -> Router {
+/// Renders the site's metrics in the Prometheus text format.
+pub type MetricsRenderer = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The admin API. `/health`, `/metrics` and the OpenAPI document need no
+/// signature (metrics carry no tenant names); everything else does.
+pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
     let api = Router::new()
         .route("/admin/v1/whoami", get(whoami))
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
@@ -147,6 +152,13 @@ pub fn router(svc: AdminService) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/admin/v1/openapi.json", get(|| async { Json(openapi_document()) }))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics();
+                async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        )
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

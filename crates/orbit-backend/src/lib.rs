@@ -6,9 +6,11 @@
 
 #[cfg(test)]
 mod conformance;
+mod metered;
 mod object_store_backend;
 mod set;
 
+pub use metered::MeteredBackend;
 pub use object_store_backend::{AzureOptions, GcsOptions, ObjectStoreBackend, S3Options};
 pub use set::BackendSet;
 

@@ -466,3 +466,83 @@ async fn buckets_live_on_their_backend_and_copy_across_backends() {
     assert_eq!(read(&site, &c, "near", "k", GetObject::default()).await.unwrap(), data);
     assert_eq!(read(&site, &c, "far", "k", GetObject::default()).await.unwrap(), data);
 }
+
+/// A backend that can be switched off, counting the reads that reach it.
+struct Switchable {
+    inner: ObjectStoreBackend,
+    down: std::sync::atomic::AtomicBool,
+    gets: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Backend for Switchable {
+    async fn put(&self, path: &str, body: ByteStream) -> orbit_backend::BackendResult<u64> {
+        self.inner.put(path, body).await
+    }
+    async fn get(&self, path: &str, range: Option<std::ops::Range<u64>>) -> orbit_backend::BackendResult<ByteStream> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(orbit_backend::BackendError::Unavailable("switched off".into()));
+        }
+        self.inner.get(path, range).await
+    }
+    async fn delete(&self, path: &str) -> orbit_backend::BackendResult<()> {
+        self.inner.delete(path).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> orbit_backend::BackendResult<()> {
+        self.inner.copy(from, to).await
+    }
+    fn describe(&self) -> String {
+        "switchable".into()
+    }
+}
+
+#[tokio::test]
+async fn cached_reads_match_the_data_and_survive_a_backend_outage() {
+    use std::sync::atomic::Ordering;
+    let backend = Arc::new(Switchable {
+        inner: ObjectStoreBackend::memory(),
+        down: Default::default(),
+        gets: Default::default(),
+    });
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryStore::new());
+    let cache = orbit_cache::ChunkCache::open(&orbit_cache::CacheConfig {
+        ram_bytes: 64 << 20,
+        ssd_dir: None,
+        ssd_bytes: 0,
+        chunk_size: 64 << 10,
+    })
+    .await
+    .unwrap();
+    let dir = Directory::new(meta.clone(), MasterKey::from_bytes(&[7u8; 32]).unwrap());
+    let site = Site { ns: Namespace::new(meta, BackendSet::new(backend.clone()), "test").with_cache(cache), dir };
+    let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
+    site.ns.create_bucket(&c, "data").await.unwrap();
+    let data = pattern(1_000_003, 3);
+    site.ns.put_object(&c, "data", "obj", put(&data)).await.unwrap();
+    let cold = backend.gets.load(Ordering::SeqCst);
+    assert_eq!(read(&site, &c, "data", "obj", GetObject::default()).await.unwrap(), data);
+    assert!(backend.gets.load(Ordering::SeqCst) > cold);
+
+    // Hot: every range, aligned or not, comes from the cache with the backend off.
+    backend.down.store(true, Ordering::SeqCst);
+    let hot = backend.gets.load(Ordering::SeqCst);
+    for (first, last) in [(0u64, 0u64), (65_535, 65_536), (100, 300_000), (999_999, 1_000_002), (131_072, 196_607)] {
+        let g = GetObject { range: Some(ByteRange::FromTo { first, last: Some(last) }), ..Default::default() };
+        assert_eq!(read(&site, &c, "data", "obj", g).await.unwrap(), data[first as usize..=last as usize]);
+    }
+    assert_eq!(read(&site, &c, "data", "obj", GetObject::default()).await.unwrap(), data);
+    assert_eq!(backend.gets.load(Ordering::SeqCst), hot, "hot reads must not reach the backend");
+
+    // A cold object with the backend down is an error, never a wrong body.
+    backend.down.store(false, Ordering::SeqCst);
+    site.ns.put_object(&c, "data", "cold", put(&pattern(200_000, 4))).await.unwrap();
+    backend.down.store(true, Ordering::SeqCst);
+    assert!(matches!(read(&site, &c, "data", "cold", GetObject::default()).await, Err(Error::Unavailable(_))));
+    // And it is served once the backend is back.
+    backend.down.store(false, Ordering::SeqCst);
+    assert_eq!(read(&site, &c, "data", "cold", GetObject::default()).await.unwrap(), pattern(200_000, 4));
+    // An overwrite is never served stale: the new version is a new blob.
+    site.ns.put_object(&c, "data", "obj", put(b"new")).await.unwrap();
+    assert_eq!(read(&site, &c, "data", "obj", GetObject::default()).await.unwrap(), b"new");
+}

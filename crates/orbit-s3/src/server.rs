@@ -38,6 +38,33 @@ pub struct S3Server {
     service: S3Service,
 }
 
+/// Counts and times every S3 request (to its response head) by method and status.
+#[derive(Clone)]
+struct Metered(S3Service);
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
+    type Response = <S3Service as hyper::service::Service<http::Request<hyper::body::Incoming>>>::Response;
+    type Error = <S3Service as hyper::service::Service<http::Request<hyper::body::Incoming>>>::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let method = req.method().as_str().to_owned();
+        let started = std::time::Instant::now();
+        let fut = hyper::service::Service::call(&self.0, req);
+        Box::pin(async move {
+            let resp = fut.await;
+            let status = match &resp {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(_) => "error".to_owned(),
+            };
+            let labels = [("method", method), ("status", status)];
+            metrics::counter!("orbit_s3_requests_total", &labels).increment(1);
+            metrics::histogram!("orbit_s3_request_seconds", &labels).record(started.elapsed().as_secs_f64());
+            resp
+        })
+    }
+}
+
 impl S3Server {
     pub fn new(ns: Namespace, dir: Directory, config: S3ServerConfig) -> Self {
         let mut builder = S3ServiceBuilder::new(OrbitS3 { ns, region: config.region });
@@ -70,7 +97,7 @@ impl S3Server {
                 () = shutdown.as_mut() => break,
             };
             let _ = stream.set_nodelay(true);
-            let conn = conn_builder.serve_connection(TokioIo::new(stream), self.service.clone());
+            let conn = conn_builder.serve_connection(TokioIo::new(stream), Metered(self.service.clone()));
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

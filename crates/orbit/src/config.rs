@@ -32,6 +32,28 @@ pub struct Config {
     /// More backends by name, for buckets placed on them through the admin API.
     /// A backend named `default` replaces the one above.
     pub backends: BTreeMap<String, NamedBackend>,
+    pub cache: CacheSettings,
+}
+
+/// The chunk cache in front of every backend.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    /// Bytes of chunks kept in memory.
+    pub ram_bytes: usize,
+    /// Bytes of the SSD tier (0: RAM only).
+    pub ssd_bytes: usize,
+    /// Directory of the SSD tier (default DATA_DIR/cache).
+    pub ssd_dir: Option<PathBuf>,
+    /// Chunk size in bytes: the unit of backend reads and of caching.
+    pub chunk_size: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { enabled: true, ram_bytes: 1 << 30, ssd_bytes: 0, ssd_dir: None, chunk_size: 4 << 20 }
+    }
 }
 
 /// A remote (or extra local) backend. Credentials may also come from the
@@ -74,6 +96,28 @@ pub enum NamedBackend {
 
 fn default_region() -> String {
     "us-east-1".into()
+}
+
+const BACKEND_KINDS: [&str; 4] = ["s3", "gcs", "azure", "local"];
+
+/// Name the table and field of a missing or unknown backend `kind`, which
+/// serde's tagged-enum errors leave out.
+fn check_backend_kinds(text: &str) -> Result<()> {
+    let Ok(doc) = text.parse::<toml::Table>() else { return Ok(()) };
+    let Some(toml::Value::Table(backends)) = doc.get("backends") else { return Ok(()) };
+    for (name, b) in backends {
+        match b.get("kind").and_then(toml::Value::as_str) {
+            Some(k) if BACKEND_KINDS.contains(&k) => {}
+            Some(k) => bail!(
+                "config table `backends.{name}`: field `kind` is `{k}`, expected one of {}",
+                BACKEND_KINDS.join(", ")
+            ),
+            None => {
+                bail!("config table `backends.{name}`: field `kind` is missing (one of {})", BACKEND_KINDS.join(", "))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The environment variable that may hold a secret of backend `name`.
@@ -126,6 +170,7 @@ impl Default for Config {
             metadata: MetadataConfig::default(),
             backend: BackendConfig::default(),
             backends: BTreeMap::new(),
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -135,6 +180,7 @@ impl Config {
         let Some(path) = path else { return Ok(Self::default()) };
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        check_backend_kinds(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         let config: Config = toml::from_str(&text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
             let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
@@ -155,6 +201,9 @@ impl Config {
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 bail!("config table `backends.{name}`: a backend name is letters, digits, '-' and '_'");
             }
+        }
+        if !(64 * 1024..=64 << 20).contains(&self.cache.chunk_size) {
+            bail!("config field `cache.chunk_size`: must be between 64 KiB and 64 MiB, got {}", self.cache.chunk_size);
         }
         for d in &self.s3_domains {
             if d.is_empty() || d.starts_with('.') || d.contains(':') {
@@ -196,7 +245,7 @@ mod tests {
         assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("`site`"));
         std::fs::write(&p, "[backends.remote]\nkind = \"ftp\"\n").unwrap();
         let e = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(e.contains("ftp") && e.contains("line"), "{e}");
+        assert!(e.contains("ftp") && e.contains("`backends.remote`") && e.contains("`kind`"), "{e}");
         std::fs::write(&p, "[backends.remote]\nkind = \"s3\"\nendpoint = \"http://x\"\n").unwrap();
         assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("bucket"));
         std::fs::write(&p, "[backends.remote]\nkind = \"s3\"\nbucket = \"b\"\nprefix = \"p\"\n").unwrap();

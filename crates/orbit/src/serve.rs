@@ -2,7 +2,8 @@
 
 use crate::config::{BackendKind, Config, NamedBackend, StoreKind, backend_env};
 use anyhow::{Context, Result, bail};
-use orbit_backend::{AzureOptions, Backend, BackendSet, GcsOptions, ObjectStoreBackend, S3Options};
+use orbit_backend::{AzureOptions, Backend, BackendSet, GcsOptions, MeteredBackend, ObjectStoreBackend, S3Options};
+use orbit_cache::{CacheConfig, ChunkCache};
 use orbit_core::{AdminService, Namespace};
 use orbit_meta::{MetaStore, RedbStore};
 use orbit_s3::{S3Server, S3ServerConfig};
@@ -134,6 +135,9 @@ fn named_backend(name: &str, b: &NamedBackend) -> Result<Arc<dyn Backend>> {
 
 pub async fn run(config: Config) -> Result<()> {
     config.validate()?;
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
 
@@ -151,15 +155,27 @@ pub async fn run(config: Config) -> Result<()> {
             BackendKind::Memory => Arc::new(ObjectStoreBackend::memory()),
         },
     };
-    let mut backends = BackendSet::new(default);
+    let metered = |name: &str, b: Arc<dyn Backend>| -> Arc<dyn Backend> { Arc::new(MeteredBackend::new(name, b)) };
+    let mut backends = BackendSet::new(metered(BackendSet::DEFAULT, default));
     for (name, b) in config.backends.iter().filter(|(n, _)| n.as_str() != BackendSet::DEFAULT) {
-        backends = backends.with(name.clone(), named_backend(name, b)?);
+        backends = backends.with(name.clone(), metered(name, named_backend(name, b)?));
     }
     let directory = Directory::new(meta.clone(), master_key(&config)?);
     directory.check_master_key().await?;
     bootstrap_operator(&directory, &config).await?;
 
-    let namespace = Namespace::new(meta.clone(), backends, config.site.clone());
+    let mut namespace = Namespace::new(meta.clone(), backends, config.site.clone());
+    if config.cache.enabled {
+        let c = &config.cache;
+        let cache_config = CacheConfig {
+            ram_bytes: c.ram_bytes,
+            ssd_dir: (c.ssd_bytes > 0).then(|| c.ssd_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"))),
+            ssd_bytes: c.ssd_bytes,
+            chunk_size: c.chunk_size,
+        };
+        let cache = ChunkCache::open(&cache_config).await.map_err(|e| anyhow::anyhow!("config table `cache`: {e}"))?;
+        namespace = namespace.with_cache(cache);
+    }
     let collector = namespace.start_background();
 
     let s3_listener = TcpListener::bind(config.s3_addr)
@@ -173,7 +189,10 @@ pub async fn run(config: Config) -> Result<()> {
         directory.clone(),
         S3ServerConfig { region: config.region.clone(), domains: config.s3_domains.clone() },
     );
-    let admin = orbit_admin::router(AdminService::new(directory.clone(), namespace.clone()));
+    let admin = orbit_admin::router(
+        AdminService::new(directory.clone(), namespace.clone()),
+        Arc::new(move || prometheus.render()),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -204,6 +223,9 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = s3_task.await;
     let _ = admin_task.await;
     collector.abort();
+    if let Some(cache) = namespace.cache() {
+        cache.close().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

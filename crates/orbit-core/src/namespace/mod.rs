@@ -5,10 +5,12 @@ mod bucket;
 pub mod list;
 pub mod multipart;
 pub mod object;
+mod read;
 
 use crate::gc::Collector;
 use crate::records::{BucketRecord, bucket_key};
 use orbit_backend::{Backend, BackendSet};
+use orbit_cache::ChunkCache;
 use orbit_meta::{MetaStore, Table, decode};
 use orbit_tenancy::{Caller, meta_error};
 use orbit_types::{BucketName, Error, Resource, Result, TenantId};
@@ -22,6 +24,7 @@ const MAX_CAS_RETRIES: usize = 16;
 pub struct Namespace {
     meta: Arc<dyn MetaStore>,
     backends: BackendSet,
+    cache: Option<ChunkCache>,
     gc: Collector,
     site: String,
 }
@@ -37,7 +40,17 @@ pub(crate) struct ResolvedBucket {
 impl Namespace {
     pub fn new(meta: Arc<dyn MetaStore>, backends: BackendSet, site: impl Into<String>) -> Self {
         let gc = Collector::new(meta.clone(), backends.clone());
-        Self { meta, backends, gc, site: site.into() }
+        Self { meta, backends, cache: None, gc, site: site.into() }
+    }
+
+    /// Serve reads through a chunk cache.
+    pub fn with_cache(mut self, cache: ChunkCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn cache(&self) -> Option<&ChunkCache> {
+        self.cache.as_ref()
     }
 
     /// Start background work (blob collection). Call once per process.

@@ -424,36 +424,6 @@ impl Namespace {
         Ok(ObjectBody { record, range, stream })
     }
 
-    /// Stream bytes `span` of the object across its segments. The first
-    /// segment is opened before returning so a missing blob is an error, not
-    /// a truncated body.
-    pub(crate) async fn stream_range(&self, rec: &ObjectRecord, span: Range<u64>) -> Result<ByteStream> {
-        let mut pieces = Vec::new();
-        let mut offset = 0u64;
-        for seg in &rec.segments {
-            let seg_range = offset..offset + seg.size;
-            offset += seg.size;
-            let start = span.start.max(seg_range.start);
-            let end = span.end.min(seg_range.end);
-            if start < end {
-                let backend = self.backend(&seg.backend)?.clone();
-                pieces.push((backend, seg.blob.clone(), start - seg_range.start..end - seg_range.start));
-            }
-        }
-        let mut pieces = pieces.into_iter();
-        let Some((backend, blob, r)) = pieces.next() else {
-            return Ok(futures::stream::empty().boxed());
-        };
-        let first = backend.get(&blob, Some(r)).await.map_err(|e| match e {
-            BackendError::NotFound(_) => Error::Internal(format!("object data missing from the backend: {blob}")),
-            other => Error::Unavailable(other.to_string()),
-        })?;
-        let rest = futures::stream::iter(pieces)
-            .then(|(backend, blob, r)| async move { backend.get(&blob, Some(r)).await.map_err(std::io::Error::other) })
-            .try_flatten();
-        Ok(first.chain(rest).boxed())
-    }
-
     pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
         require_write(caller)?;
         for _ in 0..MAX_CAS_RETRIES {

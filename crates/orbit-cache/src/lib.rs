@@ -1,0 +1,273 @@
+//! The chunk cache. Object data is cached in fixed-size chunks of the
+//! immutable blobs that hold it, so a ranged read of a huge object touches
+//! only the chunks it needs, and a cached chunk can never be stale: a new
+//! write makes a new blob, never changes an old one.
+//!
+//! foyer's hybrid cache (RAM, then an SSD tier that survives restarts) does
+//! the work; this crate keeps its fast-moving API behind a small one of
+//! ours. Every chunk carries a CRC32C: a corrupted or truncated copy is
+//! dropped and fetched again, never served.
+
+use bytes::{Bytes, BytesMut};
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
+    PsyncIoEngineConfig, RecoverMode,
+};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const CRC_LEN: usize = 4;
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Bytes of chunk data kept in memory.
+    pub ram_bytes: usize,
+    /// Directory of the SSD tier; none means RAM only.
+    pub ssd_dir: Option<PathBuf>,
+    /// Bytes of the SSD tier.
+    pub ssd_bytes: usize,
+    /// Size of a chunk; reads are aligned to it.
+    pub chunk_size: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { ram_bytes: 1 << 30, ssd_dir: None, ssd_bytes: 0, chunk_size: 4 << 20 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cannot open the cache: {0}")]
+    Open(String),
+}
+
+/// Counters of what the cache did, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub corrupt: AtomicU64,
+}
+
+/// Which chunk: the blob (already unique per backend) and its index.
+fn key(blob: &str, index: u64) -> String {
+    format!("{blob}#{index}")
+}
+
+fn seal(data: Bytes) -> Bytes {
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &data) as u32;
+    let mut out = BytesMut::with_capacity(data.len() + CRC_LEN);
+    out.extend_from_slice(&data);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
+/// The chunk's data if its checksum holds.
+fn open(sealed: &Bytes) -> Option<Bytes> {
+    let n = sealed.len().checked_sub(CRC_LEN)?;
+    let want = u32::from_be_bytes(sealed[n..].try_into().ok()?);
+    let data = sealed.slice(..n);
+    (crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &data) as u32 == want).then_some(data)
+}
+
+#[derive(Clone)]
+pub struct ChunkCache {
+    inner: HybridCache<String, Bytes>,
+    chunk_size: u64,
+    stats: Arc<CacheStats>,
+}
+
+impl ChunkCache {
+    pub async fn open(config: &CacheConfig) -> Result<Self, CacheError> {
+        let err = |e: foyer::Error| CacheError::Open(e.to_string());
+        let builder = HybridCacheBuilder::new()
+            .with_name("orbit-chunks")
+            // Only what RAM evicts goes to SSD: hot chunks are written once.
+            .with_policy(HybridCachePolicy::WriteOnEviction)
+            .memory(config.ram_bytes.max(1))
+            .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
+            .storage();
+        let inner = match &config.ssd_dir {
+            Some(dir) if config.ssd_bytes > 0 => {
+                std::fs::create_dir_all(dir).map_err(|e| CacheError::Open(format!("{}: {e}", dir.display())))?;
+                let device = FsDeviceBuilder::new(dir).with_capacity(config.ssd_bytes).build().map_err(err)?;
+                // Blocks must hold a whole chunk with its key and checksum.
+                let block = (config.chunk_size as usize + 64 * 1024).next_power_of_two().max(16 << 20);
+                builder
+                    .with_io_engine_config(PsyncIoEngineConfig::new())
+                    .with_engine_config(BlockEngineConfig::new(device).with_block_size(block))
+                    .with_recover_mode(RecoverMode::Quiet)
+                    .build()
+                    .await
+                    .map_err(err)?
+            }
+            _ => builder.build().await.map_err(err)?,
+        };
+        Ok(Self { inner, chunk_size: config.chunk_size.max(4096), stats: Arc::new(CacheStats::default()) })
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.chunk_size
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Chunk `index` of `blob`: from the cache, or from `fetch` (which must
+    /// return exactly that chunk's bytes). Concurrent misses of the same
+    /// chunk share one fetch.
+    pub async fn get_or_fetch<F, Fut>(&self, blob: &str, index: u64, fetch: F) -> std::io::Result<Bytes>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let k = key(blob, index);
+        if let Some(entry) = self.inner.get(&k).await.map_err(std::io::Error::other)? {
+            if let Some(data) = open(entry.value()) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("orbit_cache_hits_total").increment(1);
+                metrics::counter!("orbit_cache_hit_bytes_total").increment(data.len() as u64);
+                return Ok(data);
+            }
+            // A damaged copy: forget it and read the chunk again.
+            self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("orbit_cache_corrupt_total").increment(1);
+            tracing::warn!(chunk = %k, "cached chunk failed its checksum; refetching");
+            self.inner.remove(&k);
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("orbit_cache_misses_total").increment(1);
+        let fut = fetch();
+        let entry = self
+            .inner
+            .get_or_fetch(&k, move || async move { fut.await.map(seal) })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        open(entry.value()).ok_or_else(|| std::io::Error::other("a freshly fetched chunk failed its checksum"))
+    }
+
+    /// Store a chunk directly (tests and write ingestion).
+    pub fn insert_raw(&self, blob: &str, index: u64, sealed_or_not: Bytes, seal_it: bool) {
+        let v = if seal_it { seal(sealed_or_not) } else { sealed_or_not };
+        self.inner.insert(key(blob, index), v);
+    }
+
+    /// Flush and close the SSD tier (on shutdown, so it is warm next time).
+    pub async fn close(&self) {
+        if let Err(e) = self.inner.close().await {
+            tracing::warn!(error = %e, "closing the chunk cache failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    fn cfg() -> CacheConfig {
+        CacheConfig { ram_bytes: 64 << 20, ssd_dir: None, ssd_bytes: 0, chunk_size: 1 << 20 }
+    }
+
+    #[tokio::test]
+    async fn misses_fetch_once_then_hit() {
+        let c = ChunkCache::open(&cfg()).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let calls = calls.clone();
+            let got = c
+                .get_or_fetch("b/x", 0, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok(Bytes::from_static(b"chunk"))
+                })
+                .await
+                .unwrap();
+            assert_eq!(got, Bytes::from_static(b"chunk"));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(c.stats().hits.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch() {
+        let c = ChunkCache::open(&cfg()).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (c, calls) = (c.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                c.get_or_fetch("b/y", 3, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Bytes::from(vec![7u8; 1000]))
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().len(), 1000);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn failed_fetches_are_not_cached() {
+        let c = ChunkCache::open(&cfg()).await.unwrap();
+        let r = c.get_or_fetch("b/z", 0, || async { Err(std::io::Error::other("backend down")) }).await;
+        assert!(r.is_err());
+        let ok = c.get_or_fetch("b/z", 0, || async { Ok(Bytes::from_static(b"back")) }).await.unwrap();
+        assert_eq!(ok, Bytes::from_static(b"back"));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_copy_is_never_served() {
+        let c = ChunkCache::open(&cfg()).await.unwrap();
+        let mut bad = seal(Bytes::from_static(b"good data")).to_vec();
+        bad[0] ^= 0xff;
+        c.insert_raw("b/c", 0, Bytes::from(bad), false);
+        let got = c.get_or_fetch("b/c", 0, || async { Ok(Bytes::from_static(b"good data")) }).await.unwrap();
+        assert_eq!(got, Bytes::from_static(b"good data"));
+        assert_eq!(c.stats().corrupt.load(Ordering::Relaxed), 1);
+        // Truncated too.
+        c.insert_raw("b/t", 0, Bytes::from_static(b"ab"), false);
+        let got = c.get_or_fetch("b/t", 0, || async { Ok(Bytes::from_static(b"whole")) }).await.unwrap();
+        assert_eq!(got, Bytes::from_static(b"whole"));
+    }
+
+    #[tokio::test]
+    async fn the_ssd_tier_is_warm_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CacheConfig {
+            ram_bytes: 1 << 20,
+            ssd_dir: Some(dir.path().to_path_buf()),
+            ssd_bytes: 64 << 20,
+            chunk_size: 256 << 10,
+        };
+        {
+            let c = ChunkCache::open(&config).await.unwrap();
+            for i in 0..8u64 {
+                let data = Bytes::from(vec![i as u8; 256 << 10]);
+                c.get_or_fetch("b/warm", i, move || async move { Ok(data) }).await.unwrap();
+            }
+            c.close().await;
+        }
+        let c = ChunkCache::open(&config).await.unwrap();
+        let mut served = 0;
+        for i in 0..8u64 {
+            let got = c
+                .get_or_fetch("b/warm", i, || async { Err(std::io::Error::other("must come from the SSD tier")) })
+                .await;
+            if let Ok(d) = got {
+                assert_eq!(d, Bytes::from(vec![i as u8; 256 << 10]));
+                served += 1;
+            }
+        }
+        assert!(served >= 4, "only {served} of 8 chunks survived the restart");
+    }
+}

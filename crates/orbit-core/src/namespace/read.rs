@@ -1,0 +1,145 @@
+//! Reading object bytes: the object's segments mapped onto backend blobs,
+//! straight from the backend or through the chunk cache.
+
+use super::Namespace;
+use crate::records::ObjectRecord;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use orbit_backend::{Backend, BackendError, ByteStream};
+use orbit_cache::ChunkCache;
+use orbit_types::{Error, Result};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Chunks fetched ahead of the one being sent, for streaming readers.
+const READ_AHEAD: usize = 2;
+
+/// The part of one blob that a read needs.
+struct Piece {
+    backend_name: String,
+    backend: Arc<dyn Backend>,
+    blob: String,
+    blob_size: u64,
+    range: Range<u64>,
+}
+
+fn backend_error(blob: &str, e: BackendError) -> Error {
+    match e {
+        BackendError::NotFound(_) => Error::Internal(format!("object data missing from the backend: {blob}")),
+        other => Error::Unavailable(other.to_string()),
+    }
+}
+
+/// Read a whole byte range of a blob into memory, insisting on its length.
+async fn read_exact(backend: Arc<dyn Backend>, blob: String, range: Range<u64>) -> std::io::Result<Bytes> {
+    let want = (range.end - range.start) as usize;
+    let mut stream = backend.get(&blob, Some(range)).await.map_err(std::io::Error::other)?;
+    let mut buf = BytesMut::with_capacity(want);
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    if buf.len() != want {
+        return Err(std::io::Error::other(format!("backend returned {} of {want} bytes of {blob}", buf.len())));
+    }
+    Ok(buf.freeze())
+}
+
+impl Namespace {
+    fn pieces(&self, rec: &ObjectRecord, span: &Range<u64>) -> Result<Vec<Piece>> {
+        let mut pieces = Vec::new();
+        let mut offset = 0u64;
+        for seg in &rec.segments {
+            let seg_range = offset..offset + seg.size;
+            offset += seg.size;
+            let start = span.start.max(seg_range.start);
+            let end = span.end.min(seg_range.end);
+            if start < end {
+                pieces.push(Piece {
+                    backend_name: seg.backend.clone(),
+                    backend: self.backend(&seg.backend)?.clone(),
+                    blob: seg.blob.clone(),
+                    blob_size: seg.size,
+                    range: start - seg_range.start..end - seg_range.start,
+                });
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// Stream bytes `span` of the object across its segments. The first
+    /// chunk is read before returning, so a failing backend is an error
+    /// status, not a truncated body.
+    pub(crate) async fn stream_range(&self, rec: &ObjectRecord, span: Range<u64>) -> Result<ByteStream> {
+        let pieces = self.pieces(rec, &span)?;
+        match &self.cache {
+            Some(cache) => cached_stream(cache.clone(), pieces).await,
+            None => direct_stream(pieces).await,
+        }
+    }
+}
+
+async fn direct_stream(pieces: Vec<Piece>) -> Result<ByteStream> {
+    let mut pieces = pieces.into_iter();
+    let Some(p) = pieces.next() else { return Ok(futures::stream::empty().boxed()) };
+    let first = p.backend.get(&p.blob, Some(p.range)).await.map_err(|e| backend_error(&p.blob, e))?;
+    let rest = futures::stream::iter(pieces)
+        .then(|p| async move { p.backend.get(&p.blob, Some(p.range)).await.map_err(std::io::Error::other) })
+        .try_flatten();
+    Ok(first.chain(rest).boxed())
+}
+
+/// One chunk a read needs, and the part of it to send.
+struct ChunkRead {
+    backend: Arc<dyn Backend>,
+    cache_blob: String,
+    blob: String,
+    index: u64,
+    chunk: Range<u64>,
+    slice: Range<usize>,
+}
+
+async fn read_chunk(cache: ChunkCache, c: ChunkRead) -> std::io::Result<Bytes> {
+    let ChunkRead { backend, cache_blob, blob, index, chunk, slice } = c;
+    let data = cache.get_or_fetch(&cache_blob, index, move || read_exact(backend, blob, chunk)).await?;
+    if data.len() < slice.end {
+        return Err(std::io::Error::other("a cached chunk is shorter than its range"));
+    }
+    Ok(data.slice(slice))
+}
+
+async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>) -> Result<ByteStream> {
+    let size = cache.chunk_size();
+    let mut reads = Vec::new();
+    for p in pieces {
+        let cache_blob = format!("{}/{}", p.backend_name, p.blob);
+        for index in p.range.start / size..p.range.end.div_ceil(size) {
+            let chunk = index * size..((index + 1) * size).min(p.blob_size);
+            let from = p.range.start.max(chunk.start) - chunk.start;
+            let to = p.range.end.min(chunk.end) - chunk.start;
+            reads.push(ChunkRead {
+                backend: p.backend.clone(),
+                cache_blob: cache_blob.clone(),
+                blob: p.blob.clone(),
+                index,
+                chunk,
+                slice: from as usize..to as usize,
+            });
+        }
+    }
+    let mut reads = reads.into_iter();
+    let Some(first) = reads.next() else { return Ok(futures::stream::empty().boxed()) };
+    let blob = first.blob.clone();
+    let first = read_chunk(cache.clone(), first).await.map_err(|e| {
+        let missing = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<BackendError>())
+            .is_some_and(|b| matches!(b, BackendError::NotFound(_)));
+        if missing {
+            Error::Internal(format!("object data missing from the backend: {blob}"))
+        } else {
+            Error::Unavailable(e.to_string())
+        }
+    })?;
+    let rest = futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), r)).buffered(READ_AHEAD);
+    Ok(futures::stream::once(async move { Ok(first) }).chain(rest).boxed())
+}
