@@ -72,6 +72,39 @@ pub struct CreateBucket {
     pub backend: Option<String>,
 }
 
+/// Start a prefetch job: a prefix, or a manifest of keys (one or the other).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StartPrefetch {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub keys: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PrefetchJob {
+    pub id: String,
+    pub tenant: String,
+    pub bucket: String,
+    /// The prefix warmed, for prefix jobs.
+    pub prefix: Option<String>,
+    /// How many keys the manifest named, for manifest jobs.
+    pub manifest_keys: Option<u64>,
+    /// `running`, `done`, `failed` or `cancelled`.
+    pub state: String,
+    pub objects_done: u64,
+    /// Null until the selection has been counted.
+    pub objects_total: Option<u64>,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    /// Objects that could not be read.
+    pub errors: u64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub message: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 pub struct ForceQuery {
     /// Delete contents too (a tenant's buckets and objects, a bucket's objects).

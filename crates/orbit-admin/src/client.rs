@@ -162,4 +162,26 @@ impl AdminClient {
     pub async fn delete_bucket(&self, tenant: &str, name: &str, force: bool) -> Result<(), ClientError> {
         self.delete(&format!("/admin/v1/tenants/{}/buckets/{}?force={force}", seg(tenant), seg(name))).await
     }
+
+    pub async fn start_prefetch(&self, tenant: &str, body: &StartPrefetch) -> Result<PrefetchJob, ClientError> {
+        self.post(&format!("/admin/v1/tenants/{}/prefetch", seg(tenant)), body).await
+    }
+
+    pub async fn list_prefetch(&self, tenant: &str) -> Result<Vec<PrefetchJob>, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}/prefetch", seg(tenant))).await
+    }
+
+    pub async fn get_prefetch(&self, tenant: &str, id: &str) -> Result<PrefetchJob, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}/prefetch/{}", seg(tenant), seg(id))).await
+    }
+
+    pub async fn cancel_prefetch(&self, tenant: &str, id: &str) -> Result<PrefetchJob, ClientError> {
+        self.call::<PrefetchJob>(
+            Method::DELETE,
+            &format!("/admin/v1/tenants/{}/prefetch/{}", seg(tenant), seg(id)),
+            None::<&()>,
+        )
+        .await?
+        .ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
 }

@@ -85,6 +85,35 @@ fn key_view(tenant: &str, k: AccessKeyRecord, u: &UserRecord) -> AccessKey {
     }
 }
 
+fn job_view(tenant: &str, j: orbit_core::PrefetchJob) -> PrefetchJob {
+    let (prefix, manifest_keys) = match j.selection {
+        orbit_core::Selection::Prefix(p) => (Some(p), None),
+        orbit_core::Selection::Keys(k) => (None, Some(k.len() as u64)),
+    };
+    let state = match j.state {
+        orbit_core::JobState::Running => "running",
+        orbit_core::JobState::Done => "done",
+        orbit_core::JobState::Failed => "failed",
+        orbit_core::JobState::Cancelled => "cancelled",
+    };
+    PrefetchJob {
+        id: j.id,
+        tenant: tenant.to_owned(),
+        bucket: j.bucket,
+        prefix,
+        manifest_keys,
+        state: state.into(),
+        objects_done: j.objects_done,
+        objects_total: j.objects_total,
+        bytes_done: j.bytes_done,
+        bytes_total: j.bytes_total,
+        errors: j.errors,
+        created_ms: j.created_ms,
+        updated_ms: j.updated_ms,
+        message: j.message,
+    }
+}
+
 fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
     Bucket {
         tenant: tenant.to_owned(),
@@ -147,6 +176,8 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/tenants/{tenant}/keys/{key}", delete(delete_key))
         .route("/admin/v1/tenants/{tenant}/buckets", post(create_bucket).get(list_buckets))
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}", delete(delete_bucket))
+        .route("/admin/v1/tenants/{tenant}/prefetch", post(start_prefetch).get(list_prefetch))
+        .route("/admin/v1/tenants/{tenant}/prefetch/{id}", get(get_prefetch).delete(cancel_prefetch))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
         .with_state(svc);
     Router::new()
@@ -189,9 +220,15 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         delete_key,
         create_bucket,
         list_buckets,
-        delete_bucket
+        delete_bucket,
+        start_prefetch,
+        list_prefetch,
+        get_prefetch,
+        cancel_prefetch
     ),
     components(schemas(
+        StartPrefetch,
+        PrefetchJob,
         Tenant,
         CreateTenant,
         User,
@@ -383,4 +420,53 @@ async fn delete_bucket(
 ) -> ApiResult<StatusCode> {
     svc.delete_bucket(&c, &tenant, &bucket, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/prefetch", params(("tenant" = String, Path)), request_body = StartPrefetch,
+    responses((status = 201, body = PrefetchJob), (status = 404, body = ErrorBody)))]
+async fn start_prefetch(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+    Body(body): Body<StartPrefetch>,
+) -> ApiResult<(StatusCode, Json<PrefetchJob>)> {
+    let selection = match (body.prefix, body.keys) {
+        (Some(p), None) => orbit_core::Selection::Prefix(p),
+        (None, Some(k)) => orbit_core::Selection::Keys(k),
+        (None, None) => orbit_core::Selection::Prefix(String::new()),
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidArgument("give a prefix or a list of keys, not both".into()).into());
+        }
+    };
+    let job = svc.start_prefetch(&c, &tenant, &body.bucket, selection).await?;
+    Ok((StatusCode::CREATED, Json(job_view(&tenant, job))))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/prefetch", params(("tenant" = String, Path)), responses((status = 200, body = Vec<PrefetchJob>)))]
+async fn list_prefetch(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Vec<PrefetchJob>>> {
+    Ok(Json(svc.prefetch_jobs(&c, &tenant).await?.into_iter().map(|j| job_view(&tenant, j)).collect()))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/prefetch/{id}", params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = PrefetchJob), (status = 404, body = ErrorBody)))]
+async fn get_prefetch(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<PrefetchJob>> {
+    Ok(Json(job_view(&tenant, svc.prefetch_job(&c, &tenant, &id).await?)))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/prefetch/{id}", params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = PrefetchJob, description = "the job, cancelled unless it had already finished"), (status = 404, body = ErrorBody)))]
+async fn cancel_prefetch(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<PrefetchJob>> {
+    Ok(Json(job_view(&tenant, svc.cancel_prefetch(&c, &tenant, &id).await?)))
 }

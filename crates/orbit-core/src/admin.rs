@@ -2,6 +2,7 @@
 //! buckets. The HTTP layer only translates; every rule lives here.
 
 use crate::Namespace;
+use crate::prefetch::{PrefetchJob, Prefetcher, Selection};
 use crate::records::BucketRecord;
 use orbit_tenancy::{
     AccessKeyRecord, AdminAction, Caller, Directory, TenantModel, TenantRecord, UserRecord, authorize_admin, may_grant,
@@ -12,11 +13,12 @@ use orbit_types::{BucketName, Error, Resource, Result, Role, TenantName, UserNam
 pub struct AdminService {
     dir: Directory,
     ns: Namespace,
+    prefetcher: Prefetcher,
 }
 
 impl AdminService {
-    pub fn new(dir: Directory, ns: Namespace) -> Self {
-        Self { dir, ns }
+    pub fn new(dir: Directory, ns: Namespace, prefetcher: Prefetcher) -> Self {
+        Self { dir, ns, prefetcher }
     }
 
     pub fn directory(&self) -> &Directory {
@@ -175,6 +177,36 @@ impl AdminService {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
         self.ns.list_buckets_of(t.id).await
+    }
+
+    pub async fn start_prefetch(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        bucket: &str,
+        selection: Selection,
+    ) -> Result<PrefetchJob> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
+        self.prefetcher.start(t.id, bucket, selection).await
+    }
+
+    pub async fn prefetch_job(&self, caller: &Caller, tenant: &str, id: &str) -> Result<PrefetchJob> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
+        self.prefetcher.get(t.id, id).await
+    }
+
+    pub async fn prefetch_jobs(&self, caller: &Caller, tenant: &str) -> Result<Vec<PrefetchJob>> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
+        self.prefetcher.list(t.id).await
+    }
+
+    pub async fn cancel_prefetch(&self, caller: &Caller, tenant: &str, id: &str) -> Result<PrefetchJob> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
+        self.prefetcher.cancel(t.id, id).await
     }
 
     pub async fn delete_bucket(&self, caller: &Caller, tenant: &str, name: &str, force: bool) -> Result<()> {

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod checksum;
 mod gc;
 pub mod namespace;
+pub mod prefetch;
 pub mod records;
 
 pub use admin::AdminService;
@@ -17,4 +18,5 @@ pub use namespace::multipart::{CompletedPart, PartsPage, UploadsPage};
 pub use namespace::object::{
     ByteRange, CopySource, GetObject, MetadataDirective, ObjectBody, PutObject, ReadConditions, WriteConditions,
 };
+pub use prefetch::{JobState, PrefetchJob, Prefetcher, Selection};
 pub use records::{BucketRecord, ContentHeaders, ObjectRecord, PartRecord, StoredChecksum, UploadRecord};

@@ -16,12 +16,13 @@ use std::sync::Arc;
 struct Site {
     ns: Namespace,
     dir: Directory,
+    meta: Arc<dyn MetaStore>,
 }
 
 fn site_with(meta: Arc<dyn MetaStore>, backend: Arc<dyn Backend>) -> Site {
     let dir = Directory::new(meta.clone(), MasterKey::from_bytes(&[7u8; 32]).unwrap());
     let backends = BackendSet::new(backend).with("second", Arc::new(ObjectStoreBackend::memory()));
-    Site { ns: Namespace::new(meta, backends, "test"), dir }
+    Site { ns: Namespace::new(meta.clone(), backends, "test"), dir, meta }
 }
 
 fn memory_site() -> Site {
@@ -329,7 +330,11 @@ async fn buckets_must_be_empty_to_delete_unless_forced() {
     assert!(matches!(site.ns.create_bucket(&c, "data").await, Err(Error::AlreadyExists(Resource::Bucket))));
     site.ns.put_object(&c, "data", "k", put(b"v")).await.unwrap();
     assert!(matches!(site.ns.delete_bucket(&c, "data").await, Err(Error::NotEmpty(Resource::Bucket))));
-    let admin = AdminService::new(site.dir.clone(), site.ns.clone());
+    let admin = AdminService::new(
+        site.dir.clone(),
+        site.ns.clone(),
+        orbit_core::Prefetcher::new(site.ns.clone(), site.meta.clone()),
+    );
     assert!(matches!(admin.delete_tenant(&op, "acme", false).await, Err(Error::NotEmpty(Resource::Tenant))));
     admin.delete_tenant(&op, "acme", true).await.unwrap();
     assert!(site.dir.authenticate(&c.access_key_id).await.is_err());
@@ -497,9 +502,8 @@ impl Backend for Switchable {
     }
 }
 
-#[tokio::test]
-async fn cached_reads_match_the_data_and_survive_a_backend_outage() {
-    use std::sync::atomic::Ordering;
+/// A site with a chunk cache in front of a backend that can be switched off.
+async fn cached_site() -> (Site, Arc<Switchable>) {
     let backend = Arc::new(Switchable {
         inner: ObjectStoreBackend::memory(),
         down: Default::default(),
@@ -515,7 +519,14 @@ async fn cached_reads_match_the_data_and_survive_a_backend_outage() {
     .await
     .unwrap();
     let dir = Directory::new(meta.clone(), MasterKey::from_bytes(&[7u8; 32]).unwrap());
-    let site = Site { ns: Namespace::new(meta, BackendSet::new(backend.clone()), "test").with_cache(cache), dir };
+    let ns = Namespace::new(meta.clone(), BackendSet::new(backend.clone()), "test").with_cache(cache);
+    (Site { ns, dir, meta }, backend)
+}
+
+#[tokio::test]
+async fn cached_reads_match_the_data_and_survive_a_backend_outage() {
+    use std::sync::atomic::Ordering;
+    let (site, backend) = cached_site().await;
     let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
     site.ns.create_bucket(&c, "data").await.unwrap();
     let data = pattern(1_000_003, 3);
@@ -545,4 +556,112 @@ async fn cached_reads_match_the_data_and_survive_a_backend_outage() {
     // An overwrite is never served stale: the new version is a new blob.
     site.ns.put_object(&c, "data", "obj", put(b"new")).await.unwrap();
     assert_eq!(read(&site, &c, "data", "obj", GetObject::default()).await.unwrap(), b"new");
+}
+
+async fn wait_for_job(p: &orbit_core::Prefetcher, tenant: orbit_types::TenantId, id: &str) -> orbit_core::PrefetchJob {
+    for _ in 0..500 {
+        let job = p.get(tenant, id).await.unwrap();
+        if job.state != orbit_core::JobState::Running {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("prefetch job did not finish");
+}
+
+#[tokio::test]
+async fn prefetch_jobs_warm_a_prefix_or_a_manifest() {
+    use orbit_core::{JobState, Prefetcher, Selection};
+    use std::sync::atomic::Ordering;
+    let (site, backend) = cached_site().await;
+    let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
+    site.ns.create_bucket(&c, "data").await.unwrap();
+    for i in 0..12 {
+        site.ns.put_object(&c, "data", &format!("train/{i:02}"), put(&pattern(150_000, i))).await.unwrap();
+    }
+    site.ns.put_object(&c, "data", "other/x", put(&pattern(10, 1))).await.unwrap();
+    let p = Prefetcher::new(site.ns.clone(), site.meta.clone());
+    let job = p.start(c.tenant_id, "data", Selection::Prefix("train/".into())).await.unwrap();
+    let job = wait_for_job(&p, c.tenant_id, &job.id).await;
+    assert_eq!(job.state, JobState::Done);
+    assert_eq!((job.objects_total, job.objects_done), (Some(12), 12));
+    assert_eq!((job.bytes_total, job.bytes_done), (Some(12 * 150_000), 12 * 150_000));
+    assert_eq!(p.list(c.tenant_id).await.unwrap().len(), 1);
+
+    // Everything under the prefix is now served with the backend off; the rest is not.
+    backend.down.store(true, Ordering::SeqCst);
+    for i in 0..12 {
+        assert_eq!(
+            read(&site, &c, "data", &format!("train/{i:02}"), GetObject::default()).await.unwrap(),
+            pattern(150_000, i)
+        );
+    }
+    assert!(read(&site, &c, "data", "other/x", GetObject::default()).await.is_err());
+    backend.down.store(false, Ordering::SeqCst);
+
+    // A manifest names keys; missing ones are skipped, not errors.
+    let keys = vec!["other/x".to_string(), "missing".to_string()];
+    let job = p.start(c.tenant_id, "data", Selection::Keys(keys)).await.unwrap();
+    let job = wait_for_job(&p, c.tenant_id, &job.id).await;
+    assert_eq!((job.state, job.objects_total, job.objects_done, job.errors), (JobState::Done, Some(1), 1, 0));
+
+    // Unknown buckets are refused up front; another tenant cannot see the jobs.
+    assert!(matches!(p.start(c.tenant_id, "nope", Selection::Prefix(String::new())).await, Err(Error::NotFound(_))));
+    let other = caller(&site, "other", "bob", Role::ReadWrite).await;
+    assert!(p.list(other.tenant_id).await.unwrap().is_empty());
+    assert!(matches!(p.get(other.tenant_id, &job.id).await, Err(Error::NotFound(_))));
+
+    // A job whose reads fail counts errors, and cancelling a finished job changes nothing.
+    site.ns.put_object(&c, "data", "cold/1", put(&pattern(1000, 9))).await.unwrap();
+    backend.down.store(true, Ordering::SeqCst);
+    let job = p.start(c.tenant_id, "data", Selection::Prefix("cold/".into())).await.unwrap();
+    let job = wait_for_job(&p, c.tenant_id, &job.id).await;
+    assert_eq!((job.state, job.objects_done, job.errors), (JobState::Done, 0, 1));
+    assert_eq!(p.cancel(c.tenant_id, &job.id).await.unwrap().state, JobState::Done);
+}
+
+#[tokio::test]
+async fn prefetch_jobs_resume_after_a_restart_and_can_be_cancelled() {
+    use orbit_core::{JobState, Prefetcher, Selection};
+    use std::sync::atomic::Ordering;
+    let (site, backend) = cached_site().await;
+    let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
+    site.ns.create_bucket(&c, "data").await.unwrap();
+    for i in 0..5 {
+        site.ns.put_object(&c, "data", &format!("k{i}"), put(&pattern(1000, i))).await.unwrap();
+    }
+    // A job left "running" by a process that stopped, with two objects done.
+    backend.down.store(true, Ordering::SeqCst);
+    let p = Prefetcher::new(site.ns.clone(), site.meta.clone());
+    let job = p.start(c.tenant_id, "data", Selection::Prefix("k".into())).await.unwrap();
+    let cancelled = p.cancel(c.tenant_id, &job.id).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_eq!(wait_for_job(&p, c.tenant_id, &job.id).await.state, JobState::Cancelled);
+
+    let stranded = orbit_core::PrefetchJob {
+        state: JobState::Running,
+        objects_total: Some(5),
+        bytes_total: Some(5000),
+        objects_done: 2,
+        bytes_done: 2000,
+        cursor: Some("k1".into()),
+        next_index: 2,
+        id: "stranded".into(),
+        errors: 0,
+        message: None,
+        ..cancelled
+    };
+    let key = [c.tenant_id.as_bytes().as_slice(), b"stranded"].concat();
+    site.meta
+        .commit(orbit_meta::Txn::new().put(orbit_meta::Table::Jobs, key, orbit_meta::encode(&stranded)))
+        .await
+        .unwrap();
+    backend.down.store(false, Ordering::SeqCst);
+    let gets_before = backend.gets.load(Ordering::SeqCst);
+    let restarted = Prefetcher::new(site.ns.clone(), site.meta.clone());
+    assert_eq!(restarted.resume_all().await.unwrap(), 1);
+    let done = wait_for_job(&restarted, c.tenant_id, "stranded").await;
+    assert_eq!((done.state, done.objects_done, done.bytes_done), (JobState::Done, 5, 5000));
+    // Only the three objects after the cursor were read.
+    assert_eq!(backend.gets.load(Ordering::SeqCst) - gets_before, 3);
 }

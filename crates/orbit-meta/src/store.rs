@@ -29,10 +29,12 @@ pub enum Table {
     Gc,
     /// setting name -> value (site-wide settings and markers)
     Settings,
+    /// tenant id ++ job id -> background job record (prefetch jobs)
+    Jobs,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Tenants,
         Table::TenantNames,
         Table::Users,
@@ -45,6 +47,7 @@ impl Table {
         Table::Parts,
         Table::Gc,
         Table::Settings,
+        Table::Jobs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Table {
             Table::Parts => "parts",
             Table::Gc => "gc",
             Table::Settings => "settings",
+            Table::Jobs => "jobs",
         }
     }
 }

@@ -14,6 +14,7 @@ pub enum Resource {
     Bucket,
     Object,
     Upload,
+    Job,
 }
 
 impl fmt::Display for Resource {
@@ -25,6 +26,7 @@ impl fmt::Display for Resource {
             Resource::Bucket => "bucket",
             Resource::Object => "object",
             Resource::Upload => "multipart upload",
+            Resource::Job => "job",
         })
     }
 }

@@ -57,6 +57,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         cmd: BucketCmd,
     },
+    /// Prefetch jobs: warm the site's cache with a prefix or a manifest of keys.
+    Prefetch {
+        #[command(subcommand)]
+        cmd: PrefetchCmd,
+    },
     /// Show who the credentials belong to.
     Whoami,
 }
@@ -121,6 +126,41 @@ pub enum KeyCmd {
         #[arg(long)]
         tenant: String,
         access_key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PrefetchCmd {
+    /// Start a job for a prefix (default: the whole bucket) or a manifest file of keys, one per line.
+    Start {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long, conflicts_with = "manifest")]
+        prefix: Option<String>,
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Show progress until the job ends; exit non-zero unless it is done.
+        #[arg(long)]
+        wait: bool,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    Status {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        /// Show progress until the job ends.
+        #[arg(long)]
+        watch: bool,
+    },
+    Cancel {
+        #[arg(long)]
+        tenant: String,
+        id: String,
     },
 }
 
@@ -211,8 +251,106 @@ pub fn run(cmd: AdminCommand, conn: Connection) -> Result<()> {
     rt.block_on(run_async(cmd, conn))
 }
 
+fn job_row(j: &orbit_admin::api::PrefetchJob) -> Vec<String> {
+    let of = |done: u64, total: Option<u64>| total.map_or(format!("{done}/?"), |t| format!("{done}/{t}"));
+    let what =
+        j.prefix.clone().map_or_else(|| format!("{} keys", j.manifest_keys.unwrap_or(0)), |p| format!("prefix {p:?}"));
+    vec![
+        j.id.clone(),
+        j.bucket.clone(),
+        what,
+        j.state.clone(),
+        of(j.objects_done, j.objects_total),
+        of(j.bytes_done, j.bytes_total),
+        j.errors.to_string(),
+    ]
+}
+
+const JOB_HEADER: [&str; 7] = ["id", "bucket", "selection", "state", "objects", "bytes", "errors"];
+
+/// Poll a job until it ends, drawing a progress bar on stderr. Returns the final job.
+async fn watch_job(c: &AdminClient, tenant: &str, id: &str) -> Result<orbit_admin::api::PrefetchJob> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    loop {
+        let job = c.get_prefetch(tenant, id).await?;
+        if let Some(total) = job.bytes_total {
+            bar.set_length(total);
+        }
+        bar.set_position(job.bytes_done);
+        bar.set_message(format!(
+            "{}/{} objects{}",
+            job.objects_done,
+            job.objects_total.map_or("?".into(), |t| t.to_string()),
+            if job.errors > 0 { format!(", {} errors", job.errors) } else { String::new() }
+        ));
+        if job.state != "running" {
+            bar.finish_and_clear();
+            return Ok(job);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+fn job_outcome(output: Output, job: &orbit_admin::api::PrefetchJob) -> Result<()> {
+    emit(output, job, || print_table(&JOB_HEADER, vec![job_row(job)]))?;
+    match job.state.as_str() {
+        "done" if job.errors == 0 => Ok(()),
+        "done" => Err(anyhow!("prefetch job {} finished with {} objects unreadable", job.id, job.errors)),
+        other => Err(anyhow!(
+            "prefetch job {} ended {other}{}",
+            job.id,
+            job.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+        )),
+    }
+}
+
 async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
     match cmd {
+        AdminCommand::Prefetch { cmd } => {
+            let c = conn.client()?;
+            match cmd {
+                PrefetchCmd::Start { tenant, bucket, prefix, manifest, wait } => {
+                    let keys = match manifest {
+                        Some(path) => {
+                            let text = std::fs::read_to_string(&path)
+                                .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+                            Some(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+                        }
+                        None => None,
+                    };
+                    let body = orbit_admin::api::StartPrefetch { bucket, prefix, keys };
+                    let job = c.start_prefetch(&tenant, &body).await?;
+                    if wait {
+                        let job = watch_job(&c, &tenant, &job.id).await?;
+                        return job_outcome(conn.output, &job);
+                    }
+                    emit(conn.output, &job, || println!("started prefetch job {}", job.id))
+                }
+                PrefetchCmd::List { tenant } => {
+                    let jobs = c.list_prefetch(&tenant).await?;
+                    let rows = jobs.iter().map(job_row).collect();
+                    emit(conn.output, &jobs, || print_table(&JOB_HEADER, rows))
+                }
+                PrefetchCmd::Status { tenant, id, watch } => {
+                    if watch {
+                        let job = watch_job(&c, &tenant, &id).await?;
+                        return job_outcome(conn.output, &job);
+                    }
+                    let job = c.get_prefetch(&tenant, &id).await?;
+                    emit(conn.output, &job, || print_table(&JOB_HEADER, vec![job_row(&job)]))
+                }
+                PrefetchCmd::Cancel { tenant, id } => {
+                    let job = c.cancel_prefetch(&tenant, &id).await?;
+                    emit(conn.output, &job, || println!("prefetch job {} is {}", job.id, job.state))
+                }
+            }
+        }
         AdminCommand::Whoami => {
             let w = conn.client()?.whoami().await?;
             emit(conn.output, &w, || {

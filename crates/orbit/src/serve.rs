@@ -4,7 +4,7 @@ use crate::config::{BackendKind, Config, NamedBackend, StoreKind, backend_env};
 use anyhow::{Context, Result, bail};
 use orbit_backend::{AzureOptions, Backend, BackendSet, GcsOptions, MeteredBackend, ObjectStoreBackend, S3Options};
 use orbit_cache::{CacheConfig, ChunkCache};
-use orbit_core::{AdminService, Namespace};
+use orbit_core::{AdminService, Namespace, Prefetcher};
 use orbit_meta::{MetaStore, RedbStore};
 use orbit_s3::{S3Server, S3ServerConfig};
 use orbit_tenancy::{Directory, MasterKey};
@@ -189,8 +189,13 @@ pub async fn run(config: Config) -> Result<()> {
         directory.clone(),
         S3ServerConfig { region: config.region.clone(), domains: config.s3_domains.clone() },
     );
+    let prefetcher = Prefetcher::new(namespace.clone(), meta.clone());
+    let resumed = prefetcher.resume_all().await?;
+    if resumed > 0 {
+        tracing::info!(jobs = resumed, "resumed prefetch jobs");
+    }
     let admin = orbit_admin::router(
-        AdminService::new(directory.clone(), namespace.clone()),
+        AdminService::new(directory.clone(), namespace.clone(), prefetcher),
         Arc::new(move || prometheus.render()),
     );
 

@@ -32,7 +32,17 @@ pub struct ListPage {
 
 impl Namespace {
     pub async fn list_objects(&self, caller: &Caller, bucket: &str, q: &ListQuery) -> Result<ListPage> {
-        let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        self.list_objects_of(caller.tenant_id, bucket, q).await
+    }
+
+    /// List a bucket of a tenant (for work done on a tenant's behalf, like prefetch jobs).
+    pub async fn list_objects_of(
+        &self,
+        tenant: orbit_types::TenantId,
+        bucket: &str,
+        q: &ListQuery,
+    ) -> Result<ListPage> {
+        let b = self.resolve_bucket(tenant, bucket).await?;
         list_in(&*self.meta, b.record.id.as_bytes(), q).await
     }
 }

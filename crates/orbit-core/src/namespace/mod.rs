@@ -6,6 +6,7 @@ pub mod list;
 pub mod multipart;
 pub mod object;
 mod read;
+mod warm;
 
 use crate::gc::Collector;
 use crate::records::{BucketRecord, bucket_key};

@@ -1,0 +1,24 @@
+//! Warming the cache with objects, for prefetch jobs.
+
+use super::Namespace;
+use futures::StreamExt;
+use orbit_types::{Error, Result, TenantId};
+
+impl Namespace {
+    /// Read a whole object through the chunk cache, keeping nothing but the
+    /// cached chunks. Returns the bytes read, or None when the object no
+    /// longer exists. Fails when there is no cache to warm.
+    pub async fn warm_object(&self, tenant: TenantId, bucket: &str, key: &str) -> Result<Option<u64>> {
+        if self.cache.is_none() {
+            return Err(Error::InvalidRequest("the chunk cache is disabled on this site".into()));
+        }
+        let b = self.resolve_bucket(tenant, bucket).await?;
+        let Some((_, rec)) = self.read_object(b.record.id, key).await? else { return Ok(None) };
+        let mut stream = self.stream_range(&rec, 0..rec.size).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            n += chunk.map_err(|e| Error::Unavailable(e.to_string()))?.len() as u64;
+        }
+        Ok(Some(n))
+    }
+}

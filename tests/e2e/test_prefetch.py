@@ -1,0 +1,118 @@
+"""Prefetch jobs and the chunk cache over a remote store.
+
+A bucket lives on a real S3 server that is not Orbit (moto), behind a proxy
+the tests can take down. A prefetch job warms Orbit's cache with a prefix or
+a manifest; once it is done, every prefetched object reads back whole with
+the remote store unreachable, and an object outside the selection does not.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from botocore.exceptions import ClientError
+
+from orbit_e2e import MiB, unique
+from test_remote_backend import (  # noqa: F401  (module fixtures)
+    create_bucket_api,
+    orbit,
+    remote,
+    remote_is_up_after_each_test,
+    s3_client,
+)
+
+
+def fill(client, bucket: str, keys: list[str], size: int) -> dict[str, bytes]:
+    data = {}
+    for i, key in enumerate(keys):
+        body = os.urandom(size - i)
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+        data[key] = body
+    return data
+
+
+def tenant_bucket(orbit):
+    creds = orbit.new_tenant_with_key()
+    name = unique("pf")
+    create_bucket_api(orbit, creds.tenant, name, "remote")
+    return creds, name, s3_client(orbit, creds)
+
+
+def test_prefetched_prefix_is_served_while_the_remote_is_down(orbit, remote):
+    creds, bucket, s3 = tenant_bucket(orbit)
+    train = fill(s3, bucket, [f"train/shard-{i:02}" for i in range(6)], 5 * MiB + 123)
+    other = fill(s3, bucket, ["val/shard-00"], 64 * 1024)
+
+    res = orbit.cli_run("prefetch", "start", "--tenant", creds.tenant, "--bucket", bucket,
+                        "--prefix", "train/", "--wait", timeout=120)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    job = res.json
+    assert job["state"] == "done", job
+    assert (job["objects_done"], job["objects_total"]) == (6, 6), job
+    assert job["bytes_done"] == job["bytes_total"] == sum(len(v) for v in train.values()), job
+    listed = orbit.cli("prefetch", "list", "--tenant", creds.tenant)
+    assert [j["id"] for j in listed] == [job["id"]]
+    status = orbit.cli("prefetch", "status", "--tenant", creds.tenant, job["id"])
+    assert status["state"] == "done"
+
+    remote.proxy.down()
+    for key, body in train.items():
+        got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert got == body, f"{key} came back different while the remote was down"
+        part = s3.get_object(Bucket=bucket, Key=key, Range="bytes=4194000-4194999")["Body"].read()
+        assert part == body[4194000:4195000]
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="val/shard-00")["Body"].read()
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    remote.proxy.up()
+    assert s3.get_object(Bucket=bucket, Key="val/shard-00")["Body"].read() == other["val/shard-00"]
+
+
+def test_manifest_jobs_cancel_and_errors(orbit, remote, tmp_path):
+    creds, bucket, s3 = tenant_bucket(orbit)
+    data = fill(s3, bucket, ["a/1", "a/2", "b/1"], 100_000)
+    manifest = tmp_path / "manifest.txt"
+    manifest.write_text("a/2\n\nb/1\nmissing/key\n")
+    res = orbit.cli_run("prefetch", "start", "--tenant", creds.tenant, "--bucket", bucket,
+                        "--manifest", str(manifest), "--wait", timeout=120)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    job = res.json
+    assert (job["state"], job["manifest_keys"], job["objects_done"]) == ("done", 3, 2), job
+
+    remote.proxy.down()
+    assert s3.get_object(Bucket=bucket, Key="b/1")["Body"].read() == data["b/1"]
+    # A job whose reads all fail ends with errors counted, and --wait says so.
+    res = orbit.cli_run("prefetch", "start", "--tenant", creds.tenant, "--bucket", bucket,
+                        "--prefix", "a/1", "--wait", timeout=120)
+    assert res.returncode != 0 and res.stderr.startswith("error:"), (res.stdout, res.stderr)
+    remote.proxy.up()
+
+    # Cancelling a finished job leaves it as it was.
+    cancelled = orbit.cli("prefetch", "cancel", "--tenant", creds.tenant, job["id"])
+    assert cancelled["state"] == "done"
+    # Unknown ids, unknown buckets and bad selections are clear errors.
+    for args in (["status", "--tenant", creds.tenant, "0" * 32],
+                 ["start", "--tenant", creds.tenant, "--bucket", "no-such-bucket"]):
+        res = orbit.cli_run("prefetch", *args)
+        assert res.returncode != 0 and res.stderr.startswith("error:"), (args, res.stderr)
+    r = orbit.admin("POST", f"/admin/v1/tenants/{creds.tenant}/prefetch",
+                    body={"bucket": bucket, "prefix": "a", "keys": ["a/1"]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidArgument"
+
+
+def test_jobs_are_invisible_to_other_tenants(orbit, remote):
+    creds, bucket, s3 = tenant_bucket(orbit)
+    fill(s3, bucket, ["x"], 1000)
+    job = orbit.cli("prefetch", "start", "--tenant", creds.tenant, "--bucket", bucket)
+    other_tenant = orbit.new_tenant(model="self-managed")
+    admin = orbit.new_user(other_tenant, role="tenant-admin")
+    other = orbit.new_key(other_tenant, admin)
+    for path in (f"/admin/v1/tenants/{creds.tenant}/prefetch",
+                 f"/admin/v1/tenants/{creds.tenant}/prefetch/{job['id']}",
+                 f"/admin/v1/tenants/no-such-tenant/prefetch"):
+        r = orbit.admin("GET", path, creds=other)
+        assert r.status_code == 403, (path, r.status_code, r.text)
+    r = orbit.admin("GET", f"/admin/v1/tenants/{other_tenant}/prefetch/{job['id']}", creds=other)
+    assert r.status_code == 404, r.text
+    assert orbit.cli("prefetch", "list", "--tenant", other_tenant, creds=other) == []
