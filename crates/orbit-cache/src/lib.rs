@@ -126,7 +126,12 @@ impl ChunkCache {
         Fut: Future<Output = std::io::Result<Bytes>> + Send + 'static,
     {
         let k = key(blob, index);
-        if let Some(entry) = self.inner.get(&k).await.map_err(std::io::Error::other)? {
+        // A cache that cannot read its own disk is a miss, never a failed request.
+        let cached = self.inner.get(&k).await.unwrap_or_else(|e| {
+            tracing::warn!(chunk = %k, error = %e, "chunk cache read failed; treating as a miss");
+            None
+        });
+        if let Some(entry) = cached {
             if let Some(data) = open(entry.value()) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("orbit_cache_hits_total").increment(1);
@@ -238,6 +243,54 @@ mod tests {
         c.insert_raw("b/t", 0, Bytes::from_static(b"ab"), false);
         let got = c.get_or_fetch("b/t", 0, || async { Ok(Bytes::from_static(b"whole")) }).await.unwrap();
         assert_eq!(got, Bytes::from_static(b"whole"));
+    }
+
+    /// Damage every file of the SSD tier, then read: each chunk is either a
+    /// verified cached copy or fetched again, never damaged bytes.
+    #[tokio::test]
+    async fn a_damaged_ssd_tier_is_never_served() {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let config = CacheConfig {
+            ram_bytes: 1 << 20,
+            ssd_dir: Some(dir.path().to_path_buf()),
+            ssd_bytes: 64 << 20,
+            chunk_size: 256 << 10,
+        };
+        let chunk = |i: u64| Bytes::from((0..256 << 10).map(|j| (j as u64 * 7 + i) as u8).collect::<Vec<u8>>());
+        {
+            let c = ChunkCache::open(&config).await.unwrap();
+            for i in 0..8u64 {
+                let data = chunk(i);
+                c.get_or_fetch("b/dmg", i, move || async move { Ok(data) }).await.unwrap();
+            }
+            c.close().await;
+        }
+        let mut damaged = 0;
+        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let mut f = std::fs::OpenOptions::new().read(true).write(true).open(entry.path()).unwrap();
+            let len = f.metadata().unwrap().len();
+            let mut pos = 4096;
+            while pos + 64 < len {
+                let mut buf = [0u8; 64];
+                f.seek(SeekFrom::Start(pos)).unwrap();
+                f.read_exact(&mut buf).unwrap();
+                for b in &mut buf {
+                    *b ^= 0x5a;
+                }
+                f.seek(SeekFrom::Start(pos)).unwrap();
+                f.write_all(&buf).unwrap();
+                damaged += 1;
+                pos += 32 * 1024;
+            }
+        }
+        assert!(damaged > 0, "the SSD tier wrote nothing to damage");
+        let c = ChunkCache::open(&config).await.unwrap();
+        for i in 0..8u64 {
+            let data = chunk(i);
+            let got = c.get_or_fetch("b/dmg", i, move || async move { Ok(data) }).await.unwrap();
+            assert_eq!(got, chunk(i), "chunk {i} was served damaged");
+        }
     }
 
     #[tokio::test]
