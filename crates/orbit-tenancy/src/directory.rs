@@ -3,7 +3,17 @@ use crate::{
 };
 use orbit_meta::{MetaError, MetaStore, MetaStoreExt, Table, Txn, decode, encode};
 use orbit_types::{Error, Resource, Result, Role, TenantId, TenantName, UserId, UserName, now_ms};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a resolved credential is reused. Deleting a key, user or tenant
+/// through this directory takes effect at once (the cache is cleared); the
+/// bound only matters for changes made by another process.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(30);
+const CREDENTIAL_CACHE_MAX: usize = 100_000;
+
+type CredentialCache = Mutex<HashMap<String, (Instant, Caller, String)>>;
 
 /// Map a metadata-store failure to the core vocabulary.
 pub fn meta_error(e: MetaError) -> Error {
@@ -28,11 +38,20 @@ fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
 pub struct Directory {
     meta: Arc<dyn MetaStore>,
     master: MasterKey,
+    /// Resolved credentials: every signed request needs one, twice.
+    credentials: Arc<CredentialCache>,
 }
 
 impl Directory {
     pub fn new(meta: Arc<dyn MetaStore>, master: MasterKey) -> Self {
-        Self { meta, master }
+        Self { meta, master, credentials: Arc::default() }
+    }
+
+    /// Forget every resolved credential (after any change to tenants, users or keys).
+    fn forget_credentials(&self) {
+        if let Ok(mut c) = self.credentials.lock() {
+            c.clear();
+        }
     }
 
     async fn scan_all(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -134,7 +153,9 @@ impl Directory {
             txn.push_delete(Table::AccessKeys, k[32..].to_vec());
             txn.push_delete(Table::UserKeys, k);
         }
-        match self.meta.commit(txn).await {
+        let committed = self.meta.commit(txn).await;
+        self.forget_credentials();
+        match committed {
             Ok(()) => Ok(()),
             Err(MetaError::Conflict) => {
                 if self.meta.scan_prefix(Table::Buckets, tid, None, 1).await.map_err(meta_error)?.is_empty() {
@@ -215,7 +236,9 @@ impl Directory {
             txn.push_delete(Table::AccessKeys, k[32..].to_vec());
             txn.push_delete(Table::UserKeys, k);
         }
-        match self.meta.commit(txn).await {
+        let committed = self.meta.commit(txn).await;
+        self.forget_credentials();
+        match committed {
             Ok(()) => Ok(()),
             Err(MetaError::Conflict) => Err(Error::NotFound(Resource::User)),
             Err(e) => Err(meta_error(e)),
@@ -259,7 +282,9 @@ impl Directory {
             .require_absent(Table::AccessKeys, akid.as_bytes().to_vec())
             .put(Table::AccessKeys, akid.as_bytes().to_vec(), encode(&rec))
             .put(Table::UserKeys, index, Vec::new());
-        match self.meta.commit(txn).await {
+        let committed = self.meta.commit(txn).await;
+        self.forget_credentials();
+        match committed {
             Ok(()) => Ok((rec, secret)),
             Err(MetaError::Conflict) => {
                 if self.meta.get(Table::AccessKeys, akid.as_bytes()).await.map_err(meta_error)?.is_some() {
@@ -300,11 +325,30 @@ impl Directory {
         let index = cat(&cat(rec.tenant_id.as_bytes(), rec.user_id.as_bytes()), access_key_id.as_bytes());
         let txn =
             Txn::new().delete(Table::AccessKeys, access_key_id.as_bytes().to_vec()).delete(Table::UserKeys, index);
-        self.meta.commit(txn).await.map_err(meta_error)
+        let committed = self.meta.commit(txn).await.map_err(meta_error);
+        self.forget_credentials();
+        committed
     }
 
     /// Resolve an access key to its caller and plain secret.
     pub async fn authenticate(&self, access_key_id: &str) -> Result<(Caller, String)> {
+        if let Ok(c) = self.credentials.lock()
+            && let Some((at, caller, secret)) = c.get(access_key_id)
+            && at.elapsed() < CREDENTIAL_TTL
+        {
+            return Ok((caller.clone(), secret.clone()));
+        }
+        let (caller, secret) = self.authenticate_uncached(access_key_id).await?;
+        if let Ok(mut c) = self.credentials.lock() {
+            if c.len() >= CREDENTIAL_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(access_key_id.to_owned(), (Instant::now(), caller.clone(), secret.clone()));
+        }
+        Ok((caller, secret))
+    }
+
+    async fn authenticate_uncached(&self, access_key_id: &str) -> Result<(Caller, String)> {
         let rec: AccessKeyRecord = self
             .meta
             .get_record(Table::AccessKeys, access_key_id.as_bytes())
@@ -401,11 +445,18 @@ mod tests {
         // A key is deleted only through its own tenant.
         let other = d.create_tenant(&"other".parse().unwrap(), TenantModel::AdminOnly).await.unwrap();
         assert!(matches!(d.delete_key(other.id, &key.access_key_id).await, Err(Error::NotFound(_))));
+        // Resolved credentials are cached, and a deletion takes effect at once all the same.
+        d.authenticate(&key.access_key_id).await.unwrap();
         d.delete_user(&alice).await.unwrap();
         assert!(matches!(d.authenticate(&key.access_key_id).await, Err(Error::NotFound(Resource::AccessKey))));
 
         let bob = d.create_user(&acme, &"bob".parse().unwrap(), Role::ReadOnly).await.unwrap();
         let (bkey, _) = d.create_key(&bob, None).await.unwrap();
+        d.authenticate(&bkey.access_key_id).await.unwrap();
+        let (ckey, _) = d.create_key(&bob, None).await.unwrap();
+        d.authenticate(&ckey.access_key_id).await.unwrap();
+        d.delete_key(acme.id, &ckey.access_key_id).await.unwrap();
+        assert!(d.authenticate(&ckey.access_key_id).await.is_err());
         d.delete_tenant(&acme).await.unwrap();
         assert!(d.authenticate(&bkey.access_key_id).await.is_err());
         assert!(matches!(d.tenant_by_name(&acme.name).await, Err(Error::NotFound(_))));
