@@ -155,10 +155,15 @@ impl ChunkCache {
         open(entry.value()).ok_or_else(|| std::io::Error::other("a freshly fetched chunk failed its checksum"))
     }
 
-    /// Store a chunk directly (tests and write ingestion).
-    pub fn insert_raw(&self, blob: &str, index: u64, sealed_or_not: Bytes, seal_it: bool) {
-        let v = if seal_it { seal(sealed_or_not) } else { sealed_or_not };
-        self.inner.insert(key(blob, index), v);
+    /// Store chunk `index` of `blob` (write ingestion); it must be exactly
+    /// the bytes a fetch of that chunk would return.
+    pub fn insert(&self, blob: &str, index: u64, data: Bytes) {
+        self.inner.insert(key(blob, index), seal(data));
+    }
+
+    #[cfg(test)]
+    fn insert_unsealed(&self, blob: &str, index: u64, raw: Bytes) {
+        self.inner.insert(key(blob, index), raw);
     }
 
     /// Flush and close the SSD tier (on shutdown, so it is warm next time).
@@ -235,12 +240,12 @@ mod tests {
         let c = ChunkCache::open(&cfg()).await.unwrap();
         let mut bad = seal(Bytes::from_static(b"good data")).to_vec();
         bad[0] ^= 0xff;
-        c.insert_raw("b/c", 0, Bytes::from(bad), false);
+        c.insert_unsealed("b/c", 0, Bytes::from(bad));
         let got = c.get_or_fetch("b/c", 0, || async { Ok(Bytes::from_static(b"good data")) }).await.unwrap();
         assert_eq!(got, Bytes::from_static(b"good data"));
         assert_eq!(c.stats().corrupt.load(Ordering::Relaxed), 1);
         // Truncated too.
-        c.insert_raw("b/t", 0, Bytes::from_static(b"ab"), false);
+        c.insert_unsealed("b/t", 0, Bytes::from_static(b"ab"));
         let got = c.get_or_fetch("b/t", 0, || async { Ok(Bytes::from_static(b"whole")) }).await.unwrap();
         assert_eq!(got, Bytes::from_static(b"whole"));
     }

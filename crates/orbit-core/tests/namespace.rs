@@ -665,3 +665,21 @@ async fn prefetch_jobs_resume_after_a_restart_and_can_be_cancelled() {
     // Only the three objects after the cursor were read.
     assert_eq!(backend.gets.load(Ordering::SeqCst) - gets_before, 3);
 }
+
+#[tokio::test]
+async fn written_bytes_can_be_ingested_into_the_cache() {
+    use std::sync::atomic::Ordering;
+    let (site, backend) = cached_site().await;
+    let site = Site { ns: site.ns.with_write_ingest(true), ..site };
+    let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
+    site.ns.create_bucket(&c, "data").await.unwrap();
+    // Chunks are 64 KiB: several whole ones and a partial last one.
+    let data = pattern(5 * 65_536 + 1234, 8);
+    site.ns.put_object(&c, "data", "fresh", put(&data)).await.unwrap();
+    backend.down.store(true, Ordering::SeqCst);
+    let gets = backend.gets.load(Ordering::SeqCst);
+    assert_eq!(read(&site, &c, "data", "fresh", GetObject::default()).await.unwrap(), data);
+    let tail = GetObject { range: Some(ByteRange::Suffix { length: 2000 }), ..Default::default() };
+    assert_eq!(read(&site, &c, "data", "fresh", tail).await.unwrap(), data[data.len() - 2000..]);
+    assert_eq!(backend.gets.load(Ordering::SeqCst), gets, "ingested data must not be read back from the backend");
+}

@@ -48,11 +48,20 @@ pub struct CacheSettings {
     pub ssd_dir: Option<PathBuf>,
     /// Chunk size in bytes: the unit of backend reads and of caching.
     pub chunk_size: u64,
+    /// Also cache what clients write (writes stay write-through).
+    pub ingest_writes: bool,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { enabled: true, ram_bytes: 1 << 30, ssd_bytes: 0, ssd_dir: None, chunk_size: 4 << 20 }
+        Self {
+            enabled: true,
+            ram_bytes: 1 << 30,
+            ssd_bytes: 0,
+            ssd_dir: None,
+            chunk_size: 4 << 20,
+            ingest_writes: false,
+        }
     }
 }
 

@@ -174,7 +174,7 @@ pub async fn run(config: Config) -> Result<()> {
             chunk_size: c.chunk_size,
         };
         let cache = ChunkCache::open(&cache_config).await.map_err(|e| anyhow::anyhow!("config table `cache`: {e}"))?;
-        namespace = namespace.with_cache(cache);
+        namespace = namespace.with_cache(cache).with_write_ingest(c.ingest_writes);
     }
     let collector = namespace.start_background();
 

@@ -26,6 +26,8 @@ pub struct Namespace {
     meta: Arc<dyn MetaStore>,
     backends: BackendSet,
     cache: Option<ChunkCache>,
+    /// Put written bytes into the cache as they stream to the backend.
+    ingest_writes: bool,
     gc: Collector,
     site: String,
 }
@@ -41,12 +43,19 @@ pub(crate) struct ResolvedBucket {
 impl Namespace {
     pub fn new(meta: Arc<dyn MetaStore>, backends: BackendSet, site: impl Into<String>) -> Self {
         let gc = Collector::new(meta.clone(), backends.clone());
-        Self { meta, backends, cache: None, gc, site: site.into() }
+        Self { meta, backends, cache: None, ingest_writes: false, gc, site: site.into() }
     }
 
     /// Serve reads through a chunk cache.
     pub fn with_cache(mut self, cache: ChunkCache) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    /// Also cache what is written (write-through stays: a PUT is acknowledged
+    /// once the backend has it).
+    pub fn with_write_ingest(mut self, on: bool) -> Self {
+        self.ingest_writes = on;
         self
     }
 

@@ -207,10 +207,18 @@ impl Namespace {
         self.gc.register_intent(backend_name, &blob).await?;
         let digests = Arc::new(Mutex::new(BodyDigests::new(expected.algorithm)));
         let feed = digests.clone();
+        let mut ingest = self
+            .cache
+            .as_ref()
+            .filter(|_| self.ingest_writes)
+            .map(|c| super::read::Ingest::new(c.clone(), format!("{backend_name}/{blob}")));
         let stream = body
             .inspect_ok(move |chunk| {
                 if let Ok(mut d) = feed.lock() {
                     d.update(chunk);
+                }
+                if let Some(i) = &mut ingest {
+                    i.feed(chunk);
                 }
             })
             .boxed();

@@ -143,3 +143,41 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>) -> Result<ByteStre
     let rest = futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), r)).buffered(READ_AHEAD);
     Ok(futures::stream::once(async move { Ok(first) }).chain(rest).boxed())
 }
+
+/// Cuts a blob being written into cache chunks as its bytes stream past.
+/// The blob is new and never changes, so caching before the commit is safe:
+/// a write that fails leaves chunks nobody will ask for.
+pub(crate) struct Ingest {
+    cache: ChunkCache,
+    cache_blob: String,
+    buf: BytesMut,
+    index: u64,
+}
+
+impl Ingest {
+    pub(crate) fn new(cache: ChunkCache, cache_blob: String) -> Self {
+        Self { cache, cache_blob, buf: BytesMut::new(), index: 0 }
+    }
+
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+        let size = self.cache.chunk_size() as usize;
+        while !data.is_empty() {
+            let take = (size - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == size {
+                self.cache.insert(&self.cache_blob, self.index, self.buf.split().freeze());
+                self.index += 1;
+            }
+        }
+    }
+}
+
+impl Drop for Ingest {
+    /// The last, partial chunk: complete once the stream is over.
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.cache.insert(&self.cache_blob, self.index, self.buf.split().freeze());
+        }
+    }
+}
