@@ -116,3 +116,26 @@ def test_jobs_are_invisible_to_other_tenants(orbit, remote):
     r = orbit.admin("GET", f"/admin/v1/tenants/{other_tenant}/prefetch/{job['id']}", creds=other)
     assert r.status_code == 404, r.text
     assert orbit.cli("prefetch", "list", "--tenant", other_tenant, creds=other) == []
+
+
+def test_bucket_cache_policy_through_the_cli(orbit, remote):
+    creds, bucket, s3 = tenant_bucket(orbit)
+    out = orbit.cli("bucket", "cache", "--tenant", creds.tenant, bucket, "--admission", "second-miss", "--ttl", "600")
+    assert out["cache"] == {"admission": "second-miss", "ttl_seconds": 600}, out
+    listed = {b["name"]: b for b in orbit.cli("bucket", "list", "--tenant", creds.tenant)}
+    assert listed[bucket]["cache"]["admission"] == "second-miss"
+    # Read once: with admission on the second miss, nothing is kept.
+    data = fill(s3, bucket, ["once"], 300_000)["once"]
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == data
+    remote.proxy.down()
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=bucket, Key="once")["Body"].read()
+    remote.proxy.up()
+    # A prefetch job caches regardless of the admission policy.
+    res = orbit.cli_run("prefetch", "start", "--tenant", creds.tenant, "--bucket", bucket, "--wait", timeout=120)
+    assert res.returncode == 0, res.stderr
+    remote.proxy.down()
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == data
+    remote.proxy.up()
+    bad = orbit.cli_run("bucket", "cache", "--tenant", creds.tenant, "no-such-bucket")
+    assert bad.returncode != 0 and bad.stderr.startswith("error:")

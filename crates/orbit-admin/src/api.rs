@@ -60,8 +60,18 @@ pub struct Bucket {
     pub name: String,
     /// The backend that holds the bucket's bytes.
     pub backend: String,
+    pub cache: BucketCache,
     pub home_site: String,
     pub created_ms: i64,
+}
+
+/// How a bucket's data is cached at the site.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BucketCache {
+    /// `first-miss` (default) or `second-miss`: cache a chunk only when it is read a second time.
+    pub admission: String,
+    /// Re-read cached data older than this; null for no limit.
+    pub ttl_seconds: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

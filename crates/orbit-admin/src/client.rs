@@ -184,4 +184,16 @@ impl AdminClient {
         .await?
         .ok_or_else(|| ClientError::Transport("empty response".into()))
     }
+
+    pub async fn set_bucket_cache(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        cache: &BucketCache,
+    ) -> Result<Bucket, ClientError> {
+        let path = format!("/admin/v1/tenants/{}/buckets/{}/cache", seg(tenant), seg(bucket));
+        self.call::<Bucket>(Method::PUT, &path, Some(cache))
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
 }

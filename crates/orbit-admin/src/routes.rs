@@ -114,11 +114,19 @@ fn job_view(tenant: &str, j: orbit_core::PrefetchJob) -> PrefetchJob {
     }
 }
 
+fn cache_view(p: orbit_core::CachePolicy) -> BucketCache {
+    BucketCache {
+        admission: if p.admit_on_second_miss { "second-miss" } else { "first-miss" }.into(),
+        ttl_seconds: p.ttl_secs,
+    }
+}
+
 fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
     Bucket {
         tenant: tenant.to_owned(),
         name: b.name.to_string(),
         backend: b.backend,
+        cache: cache_view(b.cache),
         home_site: b.home_site,
         created_ms: b.created_ms,
     }
@@ -176,6 +184,7 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/tenants/{tenant}/keys/{key}", delete(delete_key))
         .route("/admin/v1/tenants/{tenant}/buckets", post(create_bucket).get(list_buckets))
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}", delete(delete_bucket))
+        .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/cache", axum::routing::put(set_bucket_cache))
         .route("/admin/v1/tenants/{tenant}/prefetch", post(start_prefetch).get(list_prefetch))
         .route("/admin/v1/tenants/{tenant}/prefetch/{id}", get(get_prefetch).delete(cancel_prefetch))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
@@ -221,6 +230,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         create_bucket,
         list_buckets,
         delete_bucket,
+        set_bucket_cache,
         start_prefetch,
         list_prefetch,
         get_prefetch,
@@ -229,6 +239,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     components(schemas(
         StartPrefetch,
         PrefetchJob,
+        BucketCache,
         Tenant,
         CreateTenant,
         User,
@@ -469,4 +480,28 @@ async fn cancel_prefetch(
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<PrefetchJob>> {
     Ok(Json(job_view(&tenant, svc.cancel_prefetch(&c, &tenant, &id).await?)))
+}
+
+#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/buckets/{bucket}/cache", params(("tenant" = String, Path), ("bucket" = String, Path)),
+    request_body = BucketCache, responses((status = 200, body = Bucket), (status = 404, body = ErrorBody)))]
+async fn set_bucket_cache(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, bucket)): Path<(String, String)>,
+    Body(body): Body<BucketCache>,
+) -> ApiResult<Json<Bucket>> {
+    let admit_on_second_miss = match body.admission.as_str() {
+        "first-miss" => false,
+        "second-miss" => true,
+        other => {
+            return Err(
+                Error::InvalidArgument(format!("admission `{other}`: expected first-miss or second-miss")).into()
+            );
+        }
+    };
+    if body.ttl_seconds == Some(0) {
+        return Err(Error::InvalidArgument("ttl_seconds must be positive, or null for no limit".into()).into());
+    }
+    let policy = orbit_core::CachePolicy { admit_on_second_miss, ttl_secs: body.ttl_seconds };
+    Ok(Json(bucket_view(&tenant, svc.set_cache_policy(&c, &tenant, &bucket, policy).await?)))
 }

@@ -19,6 +19,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const CRC_LEN: usize = 4;
+/// Each cached chunk carries the time it was cached (ms since the epoch), for TTLs.
+const STAMP_LEN: usize = 8;
+/// Chunks remembered as missed once, for admission on the second miss.
+const GHOSTS: usize = 65_536;
+
+/// How one bucket's chunks are cached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkPolicy {
+    /// Cache a chunk only when it is missed a second time (one-pass scans
+    /// then do not flush what is hot).
+    pub admit_on_second_miss: bool,
+    /// Treat a cached chunk older than this as missing.
+    pub ttl: Option<std::time::Duration>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
@@ -57,20 +75,52 @@ fn key(blob: &str, index: u64) -> String {
     format!("{blob}#{index}")
 }
 
+/// data ++ cached-at (8 bytes) ++ CRC32C of both (4 bytes).
 fn seal(data: Bytes) -> Bytes {
-    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &data) as u32;
-    let mut out = BytesMut::with_capacity(data.len() + CRC_LEN);
+    let mut out = BytesMut::with_capacity(data.len() + STAMP_LEN + CRC_LEN);
     out.extend_from_slice(&data);
+    out.extend_from_slice(&now_ms().to_be_bytes());
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &out) as u32;
     out.extend_from_slice(&crc.to_be_bytes());
     out.freeze()
 }
 
-/// The chunk's data if its checksum holds.
-fn open(sealed: &Bytes) -> Option<Bytes> {
+/// The chunk's data and when it was cached, if its checksum holds.
+fn open(sealed: &Bytes) -> Option<(Bytes, u64)> {
     let n = sealed.len().checked_sub(CRC_LEN)?;
     let want = u32::from_be_bytes(sealed[n..].try_into().ok()?);
-    let data = sealed.slice(..n);
-    (crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &data) as u32 == want).then_some(data)
+    if crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &sealed[..n]) as u32 != want {
+        return None;
+    }
+    let d = n.checked_sub(STAMP_LEN)?;
+    let stamp = u64::from_be_bytes(sealed[d..n].try_into().ok()?);
+    Some((sealed.slice(..d), stamp))
+}
+
+/// Chunks seen missing once, oldest forgotten first.
+#[derive(Default)]
+struct Ghosts {
+    set: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Ghosts {
+    /// Whether `k` was missed before; remembers it otherwise. A key stays
+    /// remembered (until it ages out), so a fetch that fails on the second
+    /// miss is admitted on the next.
+    fn seen_before(&mut self, k: &str) -> bool {
+        if self.set.contains(k) {
+            return true;
+        }
+        if self.order.len() >= GHOSTS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(k.to_owned());
+        self.order.push_back(k.to_owned());
+        false
+    }
 }
 
 #[derive(Clone)]
@@ -78,6 +128,7 @@ pub struct ChunkCache {
     inner: HybridCache<String, Bytes>,
     chunk_size: u64,
     stats: Arc<CacheStats>,
+    ghosts: Arc<std::sync::Mutex<Ghosts>>,
 }
 
 impl ChunkCache {
@@ -106,7 +157,12 @@ impl ChunkCache {
             }
             _ => builder.build().await.map_err(err)?,
         };
-        Ok(Self { inner, chunk_size: config.chunk_size.max(4096), stats: Arc::new(CacheStats::default()) })
+        Ok(Self {
+            inner,
+            chunk_size: config.chunk_size.max(4096),
+            stats: Arc::new(CacheStats::default()),
+            ghosts: Arc::default(),
+        })
     }
 
     pub fn chunk_size(&self) -> u64 {
@@ -125,6 +181,21 @@ impl ChunkCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::io::Result<Bytes>> + Send + 'static,
     {
+        self.get_or_fetch_with(blob, index, ChunkPolicy::default(), fetch).await
+    }
+
+    /// As [`Self::get_or_fetch`], under a bucket's policy.
+    pub async fn get_or_fetch_with<F, Fut>(
+        &self,
+        blob: &str,
+        index: u64,
+        policy: ChunkPolicy,
+        fetch: F,
+    ) -> std::io::Result<Bytes>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::io::Result<Bytes>> + Send + 'static,
+    {
         let k = key(blob, index);
         // A cache that cannot read its own disk is a miss, never a failed request.
         let cached = self.inner.get(&k).await.unwrap_or_else(|e| {
@@ -132,27 +203,44 @@ impl ChunkCache {
             None
         });
         if let Some(entry) = cached {
-            if let Some(data) = open(entry.value()) {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("orbit_cache_hits_total").increment(1);
-                metrics::counter!("orbit_cache_hit_bytes_total").increment(data.len() as u64);
-                return Ok(data);
+            match open(entry.value()) {
+                Some((data, stamp))
+                    if policy.ttl.is_none_or(|t| now_ms().saturating_sub(stamp) <= t.as_millis() as u64) =>
+                {
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("orbit_cache_hits_total").increment(1);
+                    metrics::counter!("orbit_cache_hit_bytes_total").increment(data.len() as u64);
+                    return Ok(data);
+                }
+                // Expired under this bucket's TTL: read it again.
+                Some(_) => {
+                    metrics::counter!("orbit_cache_expired_total").increment(1);
+                }
+                // A damaged copy: forget it and read the chunk again.
+                None => {
+                    self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("orbit_cache_corrupt_total").increment(1);
+                    tracing::warn!(chunk = %k, "cached chunk failed its checksum; refetching");
+                }
             }
-            // A damaged copy: forget it and read the chunk again.
-            self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("orbit_cache_corrupt_total").increment(1);
-            tracing::warn!(chunk = %k, "cached chunk failed its checksum; refetching");
             self.inner.remove(&k);
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("orbit_cache_misses_total").increment(1);
+        if policy.admit_on_second_miss && !self.ghosts.lock().map(|mut g| g.seen_before(&k)).unwrap_or(true) {
+            // First miss: serve it without caching it.
+            let data = fetch().await?;
+            return Ok(data);
+        }
         let fut = fetch();
         let entry = self
             .inner
             .get_or_fetch(&k, move || async move { fut.await.map(seal) })
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        open(entry.value()).ok_or_else(|| std::io::Error::other("a freshly fetched chunk failed its checksum"))
+        open(entry.value())
+            .map(|(data, _)| data)
+            .ok_or_else(|| std::io::Error::other("a freshly fetched chunk failed its checksum"))
     }
 
     /// Store chunk `index` of `blob` (write ingestion); it must be exactly
@@ -233,6 +321,31 @@ mod tests {
         assert!(r.is_err());
         let ok = c.get_or_fetch("b/z", 0, || async { Ok(Bytes::from_static(b"back")) }).await.unwrap();
         assert_eq!(ok, Bytes::from_static(b"back"));
+    }
+
+    #[tokio::test]
+    async fn second_miss_admission_and_ttl() {
+        let c = ChunkCache::open(&cfg()).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fetch = |calls: Arc<AtomicUsize>| {
+            move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(Bytes::from_static(b"scan"))
+            }
+        };
+        let second = ChunkPolicy { admit_on_second_miss: true, ttl: None };
+        for expected_calls in [1, 2, 2, 2] {
+            c.get_or_fetch_with("b/s", 0, second, fetch(calls.clone())).await.unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), expected_calls);
+        }
+        let short = ChunkPolicy { admit_on_second_miss: false, ttl: Some(Duration::from_millis(50)) };
+        let calls = Arc::new(AtomicUsize::new(0));
+        c.get_or_fetch_with("b/ttl", 0, short, fetch(calls.clone())).await.unwrap();
+        c.get_or_fetch_with("b/ttl", 0, short, fetch(calls.clone())).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        c.get_or_fetch_with("b/ttl", 0, short, fetch(calls.clone())).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "an expired chunk must be fetched again");
     }
 
     #[tokio::test]

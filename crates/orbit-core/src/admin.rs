@@ -209,6 +209,18 @@ impl AdminService {
         self.prefetcher.cancel(t.id, id).await
     }
 
+    pub async fn set_cache_policy(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        name: &str,
+        policy: crate::records::CachePolicy,
+    ) -> Result<BucketRecord> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
+        self.ns.set_cache_policy(t.id, name, policy).await
+    }
+
     pub async fn delete_bucket(&self, caller: &Caller, tenant: &str, name: &str, force: bool) -> Result<()> {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;

@@ -19,4 +19,4 @@ pub use namespace::object::{
     ByteRange, CopySource, GetObject, MetadataDirective, ObjectBody, PutObject, ReadConditions, WriteConditions,
 };
 pub use prefetch::{JobState, PrefetchJob, Prefetcher, Selection};
-pub use records::{BucketRecord, ContentHeaders, ObjectRecord, PartRecord, StoredChecksum, UploadRecord};
+pub use records::{BucketRecord, CachePolicy, ContentHeaders, ObjectRecord, PartRecord, StoredChecksum, UploadRecord};

@@ -6,6 +6,26 @@ use orbit_types::{BucketId, BucketName, TenantId, UploadId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// How a bucket's chunks are cached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachePolicy {
+    /// Cache a chunk only on its second miss (for data read once, in scans).
+    #[serde(default)]
+    pub admit_on_second_miss: bool,
+    /// Re-read cached chunks older than this many seconds.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+impl CachePolicy {
+    pub fn chunk_policy(&self) -> orbit_cache::ChunkPolicy {
+        orbit_cache::ChunkPolicy {
+            admit_on_second_miss: self.admit_on_second_miss,
+            ttl: self.ttl_secs.map(std::time::Duration::from_secs),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
     pub id: BucketId,
@@ -16,6 +36,8 @@ pub struct BucketRecord {
     pub home_site: String,
     /// The backend that holds the bucket's bytes.
     pub backend: String,
+    #[serde(default)]
+    pub cache: CachePolicy,
 }
 
 /// Standard HTTP content headers stored with an object.

@@ -683,3 +683,36 @@ async fn written_bytes_can_be_ingested_into_the_cache() {
     assert_eq!(read(&site, &c, "data", "fresh", tail).await.unwrap(), data[data.len() - 2000..]);
     assert_eq!(backend.gets.load(Ordering::SeqCst), gets, "ingested data must not be read back from the backend");
 }
+
+#[tokio::test]
+async fn bucket_cache_policy_admits_on_second_miss_and_expires() {
+    use std::sync::atomic::Ordering;
+    let (site, backend) = cached_site().await;
+    let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
+    site.ns.create_bucket(&c, "scan").await.unwrap();
+    site.ns.put_object(&c, "scan", "k", put(&pattern(100_000, 2))).await.unwrap();
+    let policy = orbit_core::CachePolicy { admit_on_second_miss: true, ttl_secs: None };
+    let rec = site.ns.set_cache_policy(c.tenant_id, "scan", policy).await.unwrap();
+    assert_eq!(rec.cache, policy);
+    // First read: served, not kept.
+    read(&site, &c, "scan", "k", GetObject::default()).await.unwrap();
+    backend.down.store(true, Ordering::SeqCst);
+    assert!(read(&site, &c, "scan", "k", GetObject::default()).await.is_err());
+    backend.down.store(false, Ordering::SeqCst);
+    // Second miss: kept.
+    read(&site, &c, "scan", "k", GetObject::default()).await.unwrap();
+    backend.down.store(true, Ordering::SeqCst);
+    assert_eq!(read(&site, &c, "scan", "k", GetObject::default()).await.unwrap(), pattern(100_000, 2));
+    backend.down.store(false, Ordering::SeqCst);
+
+    // A TTL makes old chunks count as missing.
+    let ttl = orbit_core::CachePolicy { admit_on_second_miss: false, ttl_secs: Some(1) };
+    site.ns.set_cache_policy(c.tenant_id, "scan", ttl).await.unwrap();
+    read(&site, &c, "scan", "k", GetObject::default()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    backend.down.store(true, Ordering::SeqCst);
+    assert!(read(&site, &c, "scan", "k", GetObject::default()).await.is_err(), "an expired chunk must not be served");
+    // Objects written before the policy change are still there and readable.
+    backend.down.store(false, Ordering::SeqCst);
+    assert_eq!(read(&site, &c, "scan", "k", GetObject::default()).await.unwrap(), pattern(100_000, 2));
+}

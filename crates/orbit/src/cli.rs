@@ -178,6 +178,18 @@ pub enum BucketCmd {
         #[arg(long)]
         tenant: String,
     },
+    /// Set how the site caches a bucket.
+    Cache {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+        /// Cache a chunk on its first read, or only on its second (for data scanned once).
+        #[arg(long, value_parser = ["first-miss", "second-miss"], default_value = "first-miss")]
+        admission: String,
+        /// Re-read cached data older than this many seconds (default: no limit).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
     /// Delete a bucket; a non-empty one needs --force, which deletes its objects.
     Delete {
         #[arg(long)]
@@ -447,6 +459,14 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
                         .map(|b| vec![b.name.clone(), b.backend.clone(), b.home_site.clone(), fmt_time(b.created_ms)])
                         .collect();
                     emit(conn.output, &buckets, || print_table(&["name", "backend", "home site", "created"], rows))
+                }
+                BucketCmd::Cache { tenant, name, admission, ttl } => {
+                    let policy = orbit_admin::api::BucketCache { admission, ttl_seconds: ttl };
+                    let b = c.set_bucket_cache(&tenant, &name, &policy).await?;
+                    emit(conn.output, &b, || {
+                        let ttl = b.cache.ttl_seconds.map_or("no TTL".to_owned(), |t| format!("TTL {t} s"));
+                        println!("bucket {}: cached on {}, {ttl}", b.name, b.cache.admission)
+                    })
                 }
                 BucketCmd::Delete { tenant, name, force } => {
                     c.delete_bucket(&tenant, &name, force).await?;

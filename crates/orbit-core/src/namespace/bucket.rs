@@ -32,6 +32,7 @@ impl Namespace {
             created_ms: now_ms(),
             home_site: self.site.clone(),
             backend: backend.to_owned(),
+            cache: Default::default(),
         };
         let key = bucket_key(tenant, name);
         let txn = Txn::new()
@@ -50,6 +51,31 @@ impl Namespace {
             }
             Err(e) => Err(meta_error(e)),
         }
+    }
+
+    /// Change how a bucket of a tenant is cached.
+    pub async fn set_cache_policy(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        policy: crate::records::CachePolicy,
+    ) -> Result<BucketRecord> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let b = self.resolve_bucket(tenant, name).await?;
+            let mut rec = b.record.clone();
+            rec.cache = policy;
+            let txn = Txn::new().require_equals(Table::Buckets, b.key.clone(), b.raw.clone()).put(
+                Table::Buckets,
+                b.key,
+                encode(&rec),
+            );
+            match self.meta.commit(txn).await {
+                Ok(()) => return Ok(rec),
+                Err(MetaError::Conflict) => continue,
+                Err(e) => return Err(meta_error(e)),
+            }
+        }
+        Err(Error::Unavailable("the bucket kept changing, retry".into()))
     }
 
     pub async fn head_bucket(&self, caller: &Caller, name: &str) -> Result<BucketRecord> {

@@ -216,7 +216,7 @@ impl Namespace {
         require_write(caller)?;
         part_number_ok(number)?;
         let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
-        let source = self.resolve_copy_source(caller, &src).await?;
+        let (source_bucket, source) = self.resolve_copy_source_in(caller, &src).await?;
         let span = match range {
             // Unlike a GET, a copy range is never clamped to the object.
             Some(ByteRange::FromTo { first, last: Some(last) }) if last >= source.size || first > last => {
@@ -231,7 +231,7 @@ impl Namespace {
         if span.end - span.start > MAX_PART_SIZE {
             return Err(Error::EntityTooLarge("a part is limited to 5 GiB".into()));
         }
-        let stream = self.stream_range(&source, span.clone()).await?;
+        let stream = self.stream_range(&source, span.clone(), source_bucket.cache).await?;
         let alg = up.record.checksum_algorithm;
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
         let expected = ExpectedChecksum { algorithm: alg, value: None, trailer: None };

@@ -400,11 +400,23 @@ impl Namespace {
         key: &str,
         get: &GetObject,
     ) -> Result<(ObjectRecord, Option<Range<u64>>)> {
+        let (_, rec, range) = self.lookup(caller, bucket, key, get).await?;
+        Ok((rec, range))
+    }
+
+    /// The bucket, the object and the range a read would serve.
+    async fn lookup(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        get: &GetObject,
+    ) -> Result<(crate::records::BucketRecord, ObjectRecord, Option<Range<u64>>)> {
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let (_, rec) = self.read_object(b.record.id, key).await?.ok_or(Error::NotFound(Resource::Object))?;
         check_read_conditions(&rec, &get.conditions, false)?;
         let range = Self::requested_range(&rec, get)?;
-        Ok((rec, range))
+        Ok((b.record, rec, range))
     }
 
     fn requested_range(rec: &ObjectRecord, get: &GetObject) -> Result<Option<Range<u64>>> {
@@ -426,9 +438,9 @@ impl Namespace {
     }
 
     pub async fn get_object(&self, caller: &Caller, bucket: &str, key: &str, get: &GetObject) -> Result<ObjectBody> {
-        let (record, range) = self.head_object(caller, bucket, key, get).await?;
+        let (b, record, range) = self.lookup(caller, bucket, key, get).await?;
         let span = range.clone().unwrap_or(0..record.size);
-        let stream = self.stream_range(&record, span).await?;
+        let stream = self.stream_range(&record, span, b.cache).await?;
         Ok(ObjectBody { record, range, stream })
     }
 
@@ -454,10 +466,19 @@ impl Namespace {
 
     /// Resolve a copy source inside the caller's tenant and check its conditions.
     pub(crate) async fn resolve_copy_source(&self, caller: &Caller, src: &CopySource) -> Result<ObjectRecord> {
+        Ok(self.resolve_copy_source_in(caller, src).await?.1)
+    }
+
+    /// The copy source with its bucket (whose cache policy its reads follow).
+    pub(crate) async fn resolve_copy_source_in(
+        &self,
+        caller: &Caller,
+        src: &CopySource,
+    ) -> Result<(crate::records::BucketRecord, ObjectRecord)> {
         let sb = self.resolve_bucket(caller.tenant_id, &src.bucket).await?;
         let (_, rec) = self.read_object(sb.record.id, &src.key).await?.ok_or(Error::NotFound(Resource::Object))?;
         check_read_conditions(&rec, &src.conditions, true)?;
-        Ok(rec)
+        Ok((sb.record, rec))
     }
 
     pub async fn copy_object(

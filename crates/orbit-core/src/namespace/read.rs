@@ -2,11 +2,11 @@
 //! straight from the backend or through the chunk cache.
 
 use super::Namespace;
-use crate::records::ObjectRecord;
+use crate::records::{CachePolicy, ObjectRecord};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use orbit_backend::{Backend, BackendError, ByteStream};
-use orbit_cache::ChunkCache;
+use orbit_cache::{ChunkCache, ChunkPolicy};
 use orbit_types::{Error, Result};
 use std::ops::Range;
 use std::sync::Arc;
@@ -69,10 +69,15 @@ impl Namespace {
     /// Stream bytes `span` of the object across its segments. The first
     /// chunk is read before returning, so a failing backend is an error
     /// status, not a truncated body.
-    pub(crate) async fn stream_range(&self, rec: &ObjectRecord, span: Range<u64>) -> Result<ByteStream> {
+    pub(crate) async fn stream_range(
+        &self,
+        rec: &ObjectRecord,
+        span: Range<u64>,
+        policy: CachePolicy,
+    ) -> Result<ByteStream> {
         let pieces = self.pieces(rec, &span)?;
         match &self.cache {
-            Some(cache) => cached_stream(cache.clone(), pieces).await,
+            Some(cache) => cached_stream(cache.clone(), pieces, policy.chunk_policy()).await,
             None => direct_stream(pieces).await,
         }
     }
@@ -98,16 +103,16 @@ struct ChunkRead {
     slice: Range<usize>,
 }
 
-async fn read_chunk(cache: ChunkCache, c: ChunkRead) -> std::io::Result<Bytes> {
+async fn read_chunk(cache: ChunkCache, policy: ChunkPolicy, c: ChunkRead) -> std::io::Result<Bytes> {
     let ChunkRead { backend, cache_blob, blob, index, chunk, slice } = c;
-    let data = cache.get_or_fetch(&cache_blob, index, move || read_exact(backend, blob, chunk)).await?;
+    let data = cache.get_or_fetch_with(&cache_blob, index, policy, move || read_exact(backend, blob, chunk)).await?;
     if data.len() < slice.end {
         return Err(std::io::Error::other("a cached chunk is shorter than its range"));
     }
     Ok(data.slice(slice))
 }
 
-async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>) -> Result<ByteStream> {
+async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolicy) -> Result<ByteStream> {
     let size = cache.chunk_size();
     let mut reads = Vec::new();
     for p in pieces {
@@ -129,7 +134,7 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>) -> Result<ByteStre
     let mut reads = reads.into_iter();
     let Some(first) = reads.next() else { return Ok(futures::stream::empty().boxed()) };
     let blob = first.blob.clone();
-    let first = read_chunk(cache.clone(), first).await.map_err(|e| {
+    let first = read_chunk(cache.clone(), policy, first).await.map_err(|e| {
         let missing = e
             .get_ref()
             .and_then(|i| i.downcast_ref::<BackendError>())
@@ -140,7 +145,7 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>) -> Result<ByteStre
             Error::Unavailable(e.to_string())
         }
     })?;
-    let rest = futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), r)).buffered(READ_AHEAD);
+    let rest = futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), policy, r)).buffered(READ_AHEAD);
     Ok(futures::stream::once(async move { Ok(first) }).chain(rest).boxed())
 }
 
