@@ -56,6 +56,11 @@ impl Default for CacheConfig {
     }
 }
 
+/// Enough shards for concurrency, but at least 64 chunks per shard.
+fn shards_for(ram_bytes: usize, chunk_size: u64) -> usize {
+    (ram_bytes / (chunk_size.max(1) as usize).saturating_mul(64)).clamp(1, 8)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cannot open the cache: {0}")]
@@ -139,6 +144,9 @@ impl ChunkCache {
             // Only what RAM evicts goes to SSD: hot chunks are written once.
             .with_policy(HybridCachePolicy::WriteOnEviction)
             .memory(config.ram_bytes.max(1))
+            // Each shard evicts on its own: with few large chunks per shard an
+            // unlucky shard would evict while the cache as a whole has room.
+            .with_shards(shards_for(config.ram_bytes, config.chunk_size))
             .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
             .storage();
         let inner = match &config.ssd_dir {
@@ -321,6 +329,30 @@ mod tests {
         assert!(r.is_err());
         let ok = c.get_or_fetch("b/z", 0, || async { Ok(Bytes::from_static(b"back")) }).await.unwrap();
         assert_eq!(ok, Bytes::from_static(b"back"));
+    }
+
+    /// A dataset smaller than the cache stays whole in it, whichever shard
+    /// its chunks hash to (regression: 8 fixed shards evicted 4 MiB chunks
+    /// from a 512 MiB cache holding 384 MiB).
+    #[tokio::test]
+    async fn a_dataset_smaller_than_the_cache_stays_cached() {
+        let chunk = 4u64 << 20;
+        let c = ChunkCache::open(&CacheConfig { ram_bytes: 512 << 20, ssd_dir: None, ssd_bytes: 0, chunk_size: chunk })
+            .await
+            .unwrap();
+        let data = Bytes::from(vec![1u8; chunk as usize]);
+        for i in 0..96u64 {
+            let d = data.clone();
+            c.get_or_fetch(&format!("b/blob-{i}"), 0, move || async move { Ok(d) }).await.unwrap();
+        }
+        for i in 0..96u64 {
+            c.get_or_fetch(&format!("b/blob-{i}"), 0, || async { Err(std::io::Error::other("evicted")) })
+                .await
+                .unwrap_or_else(|_| panic!("chunk {i} was evicted from a cache with room for it"));
+        }
+        assert_eq!(shards_for(512 << 20, chunk), 2);
+        assert_eq!(shards_for(64 << 30, chunk), 8);
+        assert_eq!(shards_for(1 << 20, chunk), 1);
     }
 
     #[tokio::test]

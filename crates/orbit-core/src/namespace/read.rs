@@ -131,10 +131,12 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolic
             });
         }
     }
-    let mut reads = reads.into_iter();
-    let Some(first) = reads.next() else { return Ok(futures::stream::empty().boxed()) };
-    let blob = first.blob.clone();
-    let first = read_chunk(cache.clone(), policy, first).await.map_err(|e| {
+    let Some(blob) = reads.first().map(|r| r.blob.clone()) else { return Ok(futures::stream::empty().boxed()) };
+    // Polling the first chunk starts the next ones too: a cold read pays one
+    // round trip to the backend, not one per chunk.
+    let mut chunks =
+        futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), policy, r)).buffered(READ_AHEAD + 1);
+    let first = chunks.next().await.unwrap_or_else(|| Ok(Bytes::new())).map_err(|e| {
         let missing = e
             .get_ref()
             .and_then(|i| i.downcast_ref::<BackendError>())
@@ -145,8 +147,7 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolic
             Error::Unavailable(e.to_string())
         }
     })?;
-    let rest = futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), policy, r)).buffered(READ_AHEAD);
-    Ok(futures::stream::once(async move { Ok(first) }).chain(rest).boxed())
+    Ok(futures::stream::once(async move { Ok(first) }).chain(chunks).boxed())
 }
 
 /// Cuts a blob being written into cache chunks as its bytes stream past.
