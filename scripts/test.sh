@@ -12,7 +12,7 @@ section() { printf '\n==================== %s ====================\n' "$*"; }
 
 VENV=${ORBIT_VENV:-$HOME/.cache/orbit-venv}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
-PY_PACKAGES=(awscli boto3 "moto[server]" pytest pytest-timeout requests)
+PY_PACKAGES=(awscli boto3 "moto[server]" azure-storage-blob pytest pytest-timeout requests)
 
 section "Python environment ($VENV)"
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -26,7 +26,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/nul
     mkdir -p "$(dirname "$VENV")"
     python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import boto3, botocore, pytest, pytest_timeout, requests, awscli, moto.server, flask' >/dev/null 2>&1 \
+if ! "$VENV/bin/python" -c 'import boto3, botocore, pytest, pytest_timeout, requests, awscli, moto.server, flask, azure.storage.blob' >/dev/null 2>&1 \
    || [ ! -x "$VENV/bin/aws" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
 else
@@ -61,6 +61,44 @@ PY
     ORBIT_TEST_S3_ENDPOINT="http://127.0.0.1:$MOTO_PORT" ORBIT_TEST_S3_BUCKET=orbit-conformance \
         cargo test -p orbit-backend -- --ignored s3_backend
     kill "$MOTO_PID" 2>/dev/null || true
+    trap - EXIT
+
+    section "backend conformance against Azurite (the Azure Blob emulator, from npm)"
+    AZURITE_DIR=${ORBIT_AZURITE_DIR:-$HOME/.cache/orbit-azurite}
+    if ! command -v npm >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+        mkdir -p "$AZURITE_DIR"
+        (cd "$AZURITE_DIR" && npm install --no-audit --no-fund --silent azurite@3.35.0)
+    fi
+    AZ_PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    AZ_DATA=$(mktemp -d)
+    "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
+        --location "$AZ_DATA" --skipApiVersionCheck --silent >"$AZ_DATA/azurite.log" 2>&1 &
+    AZ_PID=$!
+    trap 'kill $AZ_PID 2>/dev/null || true; rm -rf "$AZ_DATA"' EXIT
+    "$VENV/bin/python" - "$AZ_PORT" <<'PY'
+import sys, time
+from azure.storage.blob import BlobServiceClient
+port = sys.argv[1]
+key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+for _ in range(100):
+    try:
+        BlobServiceClient.from_connection_string(conn).create_container("orbit-conformance")
+        break
+    except Exception:
+        time.sleep(0.1)
+else:
+    sys.exit("azurite did not start")
+PY
+    ORBIT_TEST_AZURE_ENDPOINT="http://127.0.0.1:$AZ_PORT/devstoreaccount1" ORBIT_TEST_AZURE_CONTAINER=orbit-conformance \
+        cargo test -p orbit-backend -- --ignored azure_backend
+    kill "$AZ_PID" 2>/dev/null || true
+    rm -rf "$AZ_DATA"
     trap - EXIT
 
     section "cargo build -p orbit"

@@ -109,3 +109,26 @@ async fn s3_backend() {
     assert!(matches!(b.get("t/x", None).await, Err(BackendError::Unavailable(_))));
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+/// The same suite against Azurite, the Azure Blob emulator (from npm). Run by
+/// `scripts/test.sh`, which starts it and creates the container:
+/// `ORBIT_TEST_AZURE_ENDPOINT=http://127.0.0.1:PORT/devstoreaccount1 ORBIT_TEST_AZURE_CONTAINER=NAME
+///  cargo test -p orbit-backend -- --ignored azure_backend`
+#[tokio::test]
+#[ignore = "needs Azurite; run by scripts/test.sh"]
+async fn azure_backend() {
+    let endpoint = std::env::var("ORBIT_TEST_AZURE_ENDPOINT").expect("ORBIT_TEST_AZURE_ENDPOINT must name Azurite");
+    let container =
+        std::env::var("ORBIT_TEST_AZURE_CONTAINER").expect("ORBIT_TEST_AZURE_CONTAINER must name a container");
+    let opts = crate::AzureOptions {
+        account: "devstoreaccount1".into(),
+        container,
+        // Azurite's published development key.
+        access_key: Some(
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==".into(),
+        ),
+        endpoint: Some(endpoint),
+        allow_http: true,
+    };
+    run_all(&ObjectStoreBackend::azure(&opts, Some("conformance")).unwrap()).await;
+}
