@@ -86,52 +86,74 @@ fn get_request(
     Ok(GetObject { range: range.map(range_in), part_number, conditions })
 }
 
+/// GetObject and HeadObject take the same read parameters.
+#[allow(clippy::too_many_arguments)]
+fn read_request(
+    version_id: Option<&String>,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<GetObject> {
+    check_version_id(version_id)?;
+    get_request(range, part_number, read_conditions(if_match, if_none_match, if_modified_since, if_unmodified_since))
+}
+
+/// The response headers GetObject and HeadObject share (their output types
+/// differ, their fields do not). Checksums only for whole-object reads that
+/// ask for them, as S3 does.
+macro_rules! object_output {
+    ($ty:ident, $rec:expr, $range:expr, $part_number:expr, $checksum_mode:expr) => {{
+        let rec: &orbit_core::ObjectRecord = $rec;
+        let range: &Option<std::ops::Range<u64>> = $range;
+        let cs = if range.is_none() && wants_checksum($checksum_mode) {
+            checksum_out(rec.checksum.as_ref())
+        } else {
+            Default::default()
+        };
+        $ty {
+            content_length: Some(range.as_ref().map_or(rec.size, |r| r.end - r.start) as i64),
+            content_range: range.as_ref().map(|r| content_range(r, rec.size)),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&rec.etag)),
+            last_modified: Some(ts(rec.last_modified_ms)),
+            metadata: metadata_out(&rec.user_metadata),
+            content_type: rec.headers.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
+            content_encoding: rec.headers.content_encoding.clone(),
+            content_disposition: rec.headers.content_disposition.clone(),
+            content_language: rec.headers.content_language.clone(),
+            cache_control: rec.headers.cache_control.clone(),
+            expires: expires_out(rec.headers.expires.as_ref()),
+            parts_count: $part_number.and(rec.parts_count).map(|n| n as i32),
+            checksum_crc32: cs.crc32,
+            checksum_crc32c: cs.crc32c,
+            checksum_crc64nvme: cs.crc64nvme,
+            checksum_sha1: cs.sha1,
+            checksum_sha256: cs.sha256,
+            checksum_type: cs.kind,
+            ..Default::default()
+        }
+    }};
+}
+
 pub(super) async fn get_object(s: &OrbitS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     let c = caller_of(&req)?;
     let i = req.input;
-    check_version_id(i.version_id.as_ref())?;
-    let get = get_request(
+    let get = read_request(
+        i.version_id.as_ref(),
         i.range.as_ref(),
         i.part_number,
-        read_conditions(
-            i.if_match.as_ref(),
-            i.if_none_match.as_ref(),
-            i.if_modified_since.as_ref(),
-            i.if_unmodified_since.as_ref(),
-        ),
+        i.if_match.as_ref(),
+        i.if_none_match.as_ref(),
+        i.if_modified_since.as_ref(),
+        i.if_unmodified_since.as_ref(),
     )?;
     let body = s.ns.get_object(&c, &i.bucket, &i.key, &get).await.s3()?;
-    let rec = &body.record;
-    let whole = body.range.is_none();
-    let cs = if whole && wants_checksum(i.checksum_mode.as_ref()) {
-        checksum_out(rec.checksum.as_ref())
-    } else {
-        Default::default()
-    };
-    let content_length = body.content_length() as i64;
-    let output = GetObjectOutput {
-        content_length: Some(content_length),
-        content_range: body.range.as_ref().map(|r| content_range(r, rec.size)),
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(etag(&rec.etag)),
-        last_modified: Some(ts(rec.last_modified_ms)),
-        metadata: metadata_out(&rec.user_metadata),
-        content_type: rec.headers.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
-        content_encoding: rec.headers.content_encoding.clone(),
-        content_disposition: rec.headers.content_disposition.clone(),
-        content_language: rec.headers.content_language.clone(),
-        cache_control: rec.headers.cache_control.clone(),
-        expires: expires_out(rec.headers.expires.as_ref()),
-        parts_count: get.part_number.and(rec.parts_count).map(|n| n as i32),
-        checksum_crc32: cs.crc32,
-        checksum_crc32c: cs.crc32c,
-        checksum_crc64nvme: cs.crc64nvme,
-        checksum_sha1: cs.sha1,
-        checksum_sha256: cs.sha256,
-        checksum_type: cs.kind,
-        body: Some(body_out(body.stream)),
-        ..Default::default()
-    };
+    let mut output =
+        object_output!(GetObjectOutput, &body.record, &body.range, get.part_number, i.checksum_mode.as_ref());
+    output.body = Some(body_out(body.stream));
     Ok(S3Response::new(output))
 }
 
@@ -141,46 +163,17 @@ pub(super) async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let c = caller_of(&req)?;
     let i = req.input;
-    check_version_id(i.version_id.as_ref())?;
-    let get = get_request(
+    let get = read_request(
+        i.version_id.as_ref(),
         i.range.as_ref(),
         i.part_number,
-        read_conditions(
-            i.if_match.as_ref(),
-            i.if_none_match.as_ref(),
-            i.if_modified_since.as_ref(),
-            i.if_unmodified_since.as_ref(),
-        ),
+        i.if_match.as_ref(),
+        i.if_none_match.as_ref(),
+        i.if_modified_since.as_ref(),
+        i.if_unmodified_since.as_ref(),
     )?;
     let (rec, range) = s.ns.head_object(&c, &i.bucket, &i.key, &get).await.s3()?;
-    let cs = if range.is_none() && wants_checksum(i.checksum_mode.as_ref()) {
-        checksum_out(rec.checksum.as_ref())
-    } else {
-        Default::default()
-    };
-    let content_length = range.as_ref().map_or(rec.size, |r| r.end - r.start) as i64;
-    Ok(S3Response::new(HeadObjectOutput {
-        content_length: Some(content_length),
-        content_range: range.as_ref().map(|r| content_range(r, rec.size)),
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(etag(&rec.etag)),
-        last_modified: Some(ts(rec.last_modified_ms)),
-        metadata: metadata_out(&rec.user_metadata),
-        content_type: rec.headers.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
-        content_encoding: rec.headers.content_encoding.clone(),
-        content_disposition: rec.headers.content_disposition.clone(),
-        content_language: rec.headers.content_language.clone(),
-        cache_control: rec.headers.cache_control.clone(),
-        expires: expires_out(rec.headers.expires.as_ref()),
-        parts_count: get.part_number.and(rec.parts_count).map(|n| n as i32),
-        checksum_crc32: cs.crc32,
-        checksum_crc32c: cs.crc32c,
-        checksum_crc64nvme: cs.crc64nvme,
-        checksum_sha1: cs.sha1,
-        checksum_sha256: cs.sha256,
-        checksum_type: cs.kind,
-        ..Default::default()
-    }))
+    Ok(S3Response::new(object_output!(HeadObjectOutput, &rec, &range, get.part_number, i.checksum_mode.as_ref())))
 }
 
 pub(super) async fn delete_object(
