@@ -139,3 +139,28 @@ def test_bucket_cache_policy_through_the_cli(orbit, remote):
     remote.proxy.up()
     bad = orbit.cli_run("bucket", "cache", "--tenant", creds.tenant, "no-such-bucket")
     assert bad.returncode != 0 and bad.stderr.startswith("error:")
+
+
+def test_cache_shares_are_set_by_the_operator_only(orbit, remote):
+    creds, bucket, s3 = tenant_bucket(orbit)
+    out = orbit.cli("tenant", "cache-share", creds.tenant, "--ram-bytes", str(64 * MiB))
+    assert out["cache_share_bytes"] == 64 * MiB, out
+    assert orbit.cli("tenant", "show", creds.tenant)["cache_share_bytes"] == 64 * MiB
+    # The tenant's reads and prefetches now go to its own partition, and are served from it.
+    data = fill(s3, bucket, ["mine"], 2 * MiB)["mine"]
+    res = orbit.cli_run("prefetch", "start", "--tenant", creds.tenant, "--bucket", bucket, "--wait", timeout=120)
+    assert res.returncode == 0, res.stderr
+    remote.proxy.down()
+    assert s3.get_object(Bucket=bucket, Key="mine")["Body"].read() == data
+    remote.proxy.up()
+    # Only operators reserve cache, even tenant-admins of self-managed tenants.
+    t = orbit.new_tenant(model="self-managed")
+    admin = orbit.new_key(t, orbit.new_user(t, role="tenant-admin"))
+    r = orbit.admin("PUT", f"/admin/v1/tenants/{t}/cache-share", body={"ram_bytes": MiB}, creds=admin)
+    assert r.status_code == 403, r.text
+    r = orbit.admin("PUT", f"/admin/v1/tenants/{t}/cache-share", body={"ram_bytes": 0})
+    assert r.status_code == 400, r.text
+    out = orbit.cli("tenant", "cache-share", creds.tenant, "--none")
+    assert out["cache_share_bytes"] is None
+    bad = orbit.cli_run("tenant", "cache-share", creds.tenant)
+    assert bad.returncode != 0

@@ -8,8 +8,16 @@ pub struct Tenant {
     pub name: String,
     /// `admin-only` or `self-managed`.
     pub model: String,
+    /// RAM of the site's chunk cache reserved for this tenant (null: it uses the shared cache).
+    pub cache_share_bytes: Option<u64>,
     /// Milliseconds since the Unix epoch.
     pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CacheShare {
+    /// Bytes of RAM cache reserved for the tenant; null removes the reservation.
+    pub ram_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -196,4 +196,11 @@ impl AdminClient {
             .await?
             .ok_or_else(|| ClientError::Transport("empty response".into()))
     }
+
+    pub async fn set_cache_share(&self, tenant: &str, ram_bytes: Option<u64>) -> Result<Tenant, ClientError> {
+        let path = format!("/admin/v1/tenants/{}/cache-share", seg(tenant));
+        self.call::<Tenant>(Method::PUT, &path, Some(&CacheShare { ram_bytes }))
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
 }

@@ -69,7 +69,12 @@ async fn method_not_allowed() -> ApiError {
 }
 
 fn tenant_view(t: TenantRecord) -> Tenant {
-    Tenant { name: t.name.to_string(), model: t.model.to_string(), created_ms: t.created_ms }
+    Tenant {
+        name: t.name.to_string(),
+        model: t.model.to_string(),
+        cache_share_bytes: t.cache_share_bytes,
+        created_ms: t.created_ms,
+    }
 }
 
 fn user_view(tenant: &str, u: UserRecord) -> User {
@@ -177,6 +182,7 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/whoami", get(whoami))
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/admin/v1/tenants/{tenant}", get(get_tenant).delete(delete_tenant))
+        .route("/admin/v1/tenants/{tenant}/cache-share", axum::routing::put(set_cache_share))
         .route("/admin/v1/tenants/{tenant}/users", post(create_user).get(list_users))
         .route("/admin/v1/tenants/{tenant}/users/{user}", delete(delete_user))
         .route("/admin/v1/tenants/{tenant}/users/{user}/keys", post(create_key))
@@ -221,6 +227,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         list_tenants,
         get_tenant,
         delete_tenant,
+        set_cache_share,
         create_user,
         list_users,
         delete_user,
@@ -240,6 +247,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         StartPrefetch,
         PrefetchJob,
         BucketCache,
+        CacheShare,
         Tenant,
         CreateTenant,
         User,
@@ -504,4 +512,15 @@ async fn set_bucket_cache(
     }
     let policy = orbit_core::CachePolicy { admit_on_second_miss, ttl_secs: body.ttl_seconds };
     Ok(Json(bucket_view(&tenant, svc.set_cache_policy(&c, &tenant, &bucket, policy).await?)))
+}
+
+#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/cache-share", params(("tenant" = String, Path)), request_body = CacheShare,
+    responses((status = 200, body = Tenant), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_cache_share(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+    Body(body): Body<CacheShare>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(tenant_view(svc.set_cache_share(&c, &tenant, body.ram_bytes).await?)))
 }

@@ -270,6 +270,54 @@ impl ChunkCache {
     }
 }
 
+/// The site's caches: one shared by every owner (tenant), plus a partition
+/// of its own for each owner given a share. A partition is guaranteed: what
+/// others read can never evict it, however much they stream.
+#[derive(Clone)]
+pub struct CachePool {
+    shared: ChunkCache,
+    partitions: Arc<std::sync::RwLock<std::collections::HashMap<String, ChunkCache>>>,
+}
+
+impl CachePool {
+    pub fn new(shared: ChunkCache) -> Self {
+        Self { shared, partitions: Arc::default() }
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.shared.chunk_size
+    }
+
+    /// The cache that holds `owner`'s chunks.
+    pub fn for_owner(&self, owner: &str) -> ChunkCache {
+        self.partitions.read().ok().and_then(|p| p.get(owner).cloned()).unwrap_or_else(|| self.shared.clone())
+    }
+
+    /// Give `owner` a RAM partition of `ram_bytes` (None: back to the shared
+    /// cache). A changed share starts empty.
+    pub async fn set_share(&self, owner: &str, ram_bytes: Option<usize>) -> Result<(), CacheError> {
+        let partition = match ram_bytes {
+            Some(bytes) => {
+                let config =
+                    CacheConfig { ram_bytes: bytes, ssd_dir: None, ssd_bytes: 0, chunk_size: self.chunk_size() };
+                Some(ChunkCache::open(&config).await?)
+            }
+            None => None,
+        };
+        let mut p = self.partitions.write().map_err(|_| CacheError::Open("cache partitions poisoned".into()))?;
+        match partition {
+            Some(c) => p.insert(owner.to_owned(), c),
+            None => p.remove(owner),
+        };
+        Ok(())
+    }
+
+    /// Flush and close the shared cache's SSD tier.
+    pub async fn close(&self) {
+        self.shared.close().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +401,41 @@ mod tests {
         assert_eq!(shards_for(512 << 20, chunk), 2);
         assert_eq!(shards_for(64 << 30, chunk), 8);
         assert_eq!(shards_for(1 << 20, chunk), 1);
+    }
+
+    #[tokio::test]
+    async fn a_share_is_never_evicted_by_another_owner() {
+        let chunk = 64u64 << 10;
+        let shared =
+            ChunkCache::open(&CacheConfig { ram_bytes: 1 << 20, ssd_dir: None, ssd_bytes: 0, chunk_size: chunk })
+                .await
+                .unwrap();
+        let pool = CachePool::new(shared);
+        pool.set_share("tenant-a", Some(2 << 20)).await.unwrap();
+        let data = Bytes::from(vec![3u8; chunk as usize]);
+        for i in 0..16u64 {
+            let d = data.clone();
+            pool.for_owner("tenant-a").get_or_fetch("a/hot", i, move || async move { Ok(d) }).await.unwrap();
+        }
+        // Another tenant streams 64 times the shared cache through it.
+        for i in 0..1024u64 {
+            let d = data.clone();
+            pool.for_owner("tenant-b").get_or_fetch("b/scan", i, move || async move { Ok(d) }).await.unwrap();
+        }
+        for i in 0..16u64 {
+            pool.for_owner("tenant-a")
+                .get_or_fetch("a/hot", i, || async { Err(std::io::Error::other("evicted")) })
+                .await
+                .unwrap_or_else(|_| panic!("tenant-a's chunk {i} was evicted by tenant-b"));
+        }
+        // Without its share, tenant-a is back in the shared cache (empty for it).
+        pool.set_share("tenant-a", None).await.unwrap();
+        assert!(
+            pool.for_owner("tenant-a")
+                .get_or_fetch("a/hot", 0, || async { Err(std::io::Error::other("gone")) })
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -45,6 +45,18 @@ impl AdminService {
         self.dir.create_tenant(&name, model).await
     }
 
+    /// Reserve (or release) RAM of the site's chunk cache for one tenant.
+    pub async fn set_cache_share(&self, caller: &Caller, tenant: &str, bytes: Option<u64>) -> Result<TenantRecord> {
+        authorize_admin(caller, AdminAction::ManageTenants)?;
+        let t = self.target(caller, tenant).await?;
+        if bytes == Some(0) {
+            return Err(Error::InvalidArgument("a cache share must be positive, or null to remove it".into()));
+        }
+        let rec = self.dir.set_cache_share(&t, bytes).await?;
+        self.ns.apply_cache_share(rec.id, rec.cache_share_bytes).await?;
+        Ok(rec)
+    }
+
     pub async fn list_tenants(&self, caller: &Caller) -> Result<Vec<TenantRecord>> {
         if authorize_admin(caller, AdminAction::ManageTenants).is_ok() {
             return self.dir.list_tenants().await;

@@ -519,7 +519,8 @@ async fn cached_site() -> (Site, Arc<Switchable>) {
     .await
     .unwrap();
     let dir = Directory::new(meta.clone(), MasterKey::from_bytes(&[7u8; 32]).unwrap());
-    let ns = Namespace::new(meta.clone(), BackendSet::new(backend.clone()), "test").with_cache(cache);
+    let ns = Namespace::new(meta.clone(), BackendSet::new(backend.clone()), "test")
+        .with_cache(orbit_cache::CachePool::new(cache));
     (Site { ns, dir, meta }, backend)
 }
 

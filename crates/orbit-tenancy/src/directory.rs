@@ -96,7 +96,13 @@ impl Directory {
     // ---- tenants ----
 
     pub async fn create_tenant(&self, name: &TenantName, model: TenantModel) -> Result<TenantRecord> {
-        let rec = TenantRecord { id: TenantId::generate(), name: name.clone(), model, created_ms: now_ms() };
+        let rec = TenantRecord {
+            id: TenantId::generate(),
+            name: name.clone(),
+            model,
+            created_ms: now_ms(),
+            cache_share_bytes: None,
+        };
         let txn = Txn::new()
             .require_absent(Table::TenantNames, name.as_str().as_bytes().to_vec())
             .put(Table::TenantNames, name.as_str().as_bytes().to_vec(), rec.id.as_bytes().to_vec())
@@ -116,6 +122,26 @@ impl Directory {
             .map_err(meta_error)?
             .ok_or(Error::NotFound(Resource::Tenant))?;
         self.meta.get_record(Table::Tenants, &id).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Tenant))
+    }
+
+    /// Set (or clear) the tenant's reserved share of the chunk cache.
+    pub async fn set_cache_share(&self, tenant: &TenantRecord, bytes: Option<u64>) -> Result<TenantRecord> {
+        loop {
+            let raw = self.meta.get(Table::Tenants, tenant.id.as_bytes()).await.map_err(meta_error)?;
+            let Some(raw) = raw else { return Err(Error::NotFound(Resource::Tenant)) };
+            let mut rec: TenantRecord = decode(&raw).map_err(meta_error)?;
+            rec.cache_share_bytes = bytes;
+            let txn = Txn::new().require_equals(Table::Tenants, tenant.id.as_bytes().to_vec(), raw).put(
+                Table::Tenants,
+                tenant.id.as_bytes().to_vec(),
+                encode(&rec),
+            );
+            match self.meta.commit(txn).await {
+                Ok(()) => return Ok(rec),
+                Err(MetaError::Conflict) => continue,
+                Err(e) => return Err(meta_error(e)),
+            }
+        }
     }
 
     pub async fn tenant_by_id(&self, id: TenantId) -> Result<TenantRecord> {

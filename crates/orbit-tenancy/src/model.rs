@@ -46,6 +46,9 @@ pub struct TenantRecord {
     pub name: TenantName,
     pub model: TenantModel,
     pub created_ms: i64,
+    /// RAM of the site's chunk cache reserved for this tenant alone.
+    #[serde(default)]
+    pub cache_share_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

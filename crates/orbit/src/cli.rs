@@ -79,6 +79,16 @@ pub enum TenantCmd {
     Show {
         name: String,
     },
+    /// Reserve RAM of the site's chunk cache for a tenant, that no other tenant can evict.
+    CacheShare {
+        name: String,
+        /// Bytes to reserve.
+        #[arg(long, conflicts_with = "none", required_unless_present = "none")]
+        ram_bytes: Option<u64>,
+        /// Remove the reservation (the tenant uses the shared cache).
+        #[arg(long)]
+        none: bool,
+    },
     /// Delete a tenant; one that still owns buckets needs --force, which deletes all its data.
     Delete {
         name: String,
@@ -378,6 +388,13 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
                 TenantCmd::Create { name, model } => {
                     let t = c.create_tenant(&name, Some(&model)).await?;
                     return emit(conn.output, &t, || println!("created tenant {} ({})", t.name, t.model));
+                }
+                TenantCmd::CacheShare { name, ram_bytes, none } => {
+                    let t = c.set_cache_share(&name, if none { None } else { ram_bytes }).await?;
+                    return emit(conn.output, &t, || match t.cache_share_bytes {
+                        Some(b) => println!("tenant {} has {b} bytes of cache to itself", t.name),
+                        None => println!("tenant {} uses the shared cache", t.name),
+                    });
                 }
                 TenantCmd::Show { name } => {
                     let t = c.get_tenant(&name).await?;

@@ -3,7 +3,7 @@
 use crate::config::{BackendKind, Config, NamedBackend, StoreKind, backend_env};
 use anyhow::{Context, Result, bail};
 use orbit_backend::{AzureOptions, Backend, BackendSet, GcsOptions, MeteredBackend, ObjectStoreBackend, S3Options};
-use orbit_cache::{CacheConfig, ChunkCache};
+use orbit_cache::{CacheConfig, CachePool, ChunkCache};
 use orbit_core::{AdminService, Namespace, Prefetcher};
 use orbit_meta::{MetaStore, RedbStore};
 use orbit_s3::{S3Server, S3ServerConfig};
@@ -174,7 +174,10 @@ pub async fn run(config: Config) -> Result<()> {
             chunk_size: c.chunk_size,
         };
         let cache = ChunkCache::open(&cache_config).await.map_err(|e| anyhow::anyhow!("config table `cache`: {e}"))?;
-        namespace = namespace.with_cache(cache).with_write_ingest(c.ingest_writes);
+        namespace = namespace.with_cache(CachePool::new(cache)).with_write_ingest(c.ingest_writes);
+        for t in directory.list_tenants().await? {
+            namespace.apply_cache_share(t.id, t.cache_share_bytes).await?;
+        }
     }
     let collector = namespace.start_background();
 

@@ -11,7 +11,7 @@ mod warm;
 use crate::gc::Collector;
 use crate::records::{BucketRecord, bucket_key};
 use orbit_backend::{Backend, BackendSet};
-use orbit_cache::ChunkCache;
+use orbit_cache::{CachePool, ChunkCache};
 use orbit_meta::{MetaStore, Table, decode};
 use orbit_tenancy::{Caller, meta_error};
 use orbit_types::{BucketName, Error, Resource, Result, TenantId};
@@ -25,7 +25,7 @@ const MAX_CAS_RETRIES: usize = 16;
 pub struct Namespace {
     meta: Arc<dyn MetaStore>,
     backends: BackendSet,
-    cache: Option<ChunkCache>,
+    cache: Option<CachePool>,
     /// Put written bytes into the cache as they stream to the backend.
     ingest_writes: bool,
     gc: Collector,
@@ -46,10 +46,15 @@ impl Namespace {
         Self { meta, backends, cache: None, ingest_writes: false, gc, site: site.into() }
     }
 
-    /// Serve reads through a chunk cache.
-    pub fn with_cache(mut self, cache: ChunkCache) -> Self {
+    /// Serve reads through the chunk caches of the pool.
+    pub fn with_cache(mut self, cache: CachePool) -> Self {
         self.cache = Some(cache);
         self
+    }
+
+    /// The cache that holds a tenant's chunks (its share, or the shared cache).
+    pub(crate) fn cache_for(&self, tenant: TenantId) -> Option<ChunkCache> {
+        self.cache.as_ref().map(|p| p.for_owner(&tenant.to_string()))
     }
 
     /// Also cache what is written (write-through stays: a PUT is acknowledged
@@ -59,7 +64,15 @@ impl Namespace {
         self
     }
 
-    pub fn cache(&self) -> Option<&ChunkCache> {
+    /// Give a tenant its reserved cache partition (or take it away).
+    pub async fn apply_cache_share(&self, tenant: TenantId, bytes: Option<u64>) -> Result<()> {
+        let Some(pool) = &self.cache else { return Ok(()) };
+        pool.set_share(&tenant.to_string(), bytes.map(|b| b as usize))
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    pub fn cache(&self) -> Option<&CachePool> {
         self.cache.as_ref()
     }
 

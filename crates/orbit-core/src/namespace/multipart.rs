@@ -150,7 +150,17 @@ impl Namespace {
             checksum.algorithm = up.record.checksum_algorithm;
         }
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
-        let w = self.write_blob(&up.bucket.record.backend, blob, body, content_length, content_md5, checksum).await?;
+        let w = self
+            .write_blob(
+                up.bucket.record.tenant_id,
+                &up.bucket.record.backend,
+                blob,
+                body,
+                content_length,
+                content_md5,
+                checksum,
+            )
+            .await?;
         let part = PartRecord {
             number,
             backend: w.backend,
@@ -231,12 +241,20 @@ impl Namespace {
         if span.end - span.start > MAX_PART_SIZE {
             return Err(Error::EntityTooLarge("a part is limited to 5 GiB".into()));
         }
-        let stream = self.stream_range(&source, span.clone(), source_bucket.cache).await?;
+        let stream = self.stream_range(&source, span.clone(), source_bucket.tenant_id, source_bucket.cache).await?;
         let alg = up.record.checksum_algorithm;
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
         let expected = ExpectedChecksum { algorithm: alg, value: None, trailer: None };
         let w = self
-            .write_blob(&up.bucket.record.backend, blob, stream, Some(span.end - span.start), None, expected)
+            .write_blob(
+                up.bucket.record.tenant_id,
+                &up.bucket.record.backend,
+                blob,
+                stream,
+                Some(span.end - span.start),
+                None,
+                expected,
+            )
             .await?;
         let part = PartRecord {
             number,

@@ -187,6 +187,7 @@ impl Namespace {
     /// failure the blob is discarded and nothing becomes visible.
     pub(crate) async fn write_blob(
         &self,
+        owner: orbit_types::TenantId,
         backend_name: &str,
         blob: String,
         body: ByteStream,
@@ -208,10 +209,9 @@ impl Namespace {
         let digests = Arc::new(Mutex::new(BodyDigests::new(expected.algorithm)));
         let feed = digests.clone();
         let mut ingest = self
-            .cache
-            .as_ref()
+            .cache_for(owner)
             .filter(|_| self.ingest_writes)
-            .map(|c| super::read::Ingest::new(c.clone(), format!("{backend_name}/{blob}")));
+            .map(|c| super::read::Ingest::new(c, format!("{backend_name}/{blob}")));
         let stream = body
             .inspect_ok(move |chunk| {
                 if let Ok(mut d) = feed.lock() {
@@ -372,7 +372,15 @@ impl Namespace {
         }
         let blob = new_blob_path(b.record.id);
         let w = self
-            .write_blob(&b.record.backend, blob, put.body, put.content_length, put.content_md5.as_deref(), put.checksum)
+            .write_blob(
+                b.record.tenant_id,
+                &b.record.backend,
+                blob,
+                put.body,
+                put.content_length,
+                put.content_md5.as_deref(),
+                put.checksum,
+            )
             .await?;
         let rec = ObjectRecord {
             version: orbit_types::new_blob_id(),
@@ -440,7 +448,7 @@ impl Namespace {
     pub async fn get_object(&self, caller: &Caller, bucket: &str, key: &str, get: &GetObject) -> Result<ObjectBody> {
         let (b, record, range) = self.lookup(caller, bucket, key, get).await?;
         let span = range.clone().unwrap_or(0..record.size);
-        let stream = self.stream_range(&record, span, b.cache).await?;
+        let stream = self.stream_range(&record, span, b.tenant_id, b.cache).await?;
         Ok(ObjectBody { record, range, stream })
     }
 

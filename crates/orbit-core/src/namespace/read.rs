@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use orbit_backend::{Backend, BackendError, ByteStream};
 use orbit_cache::{ChunkCache, ChunkPolicy};
-use orbit_types::{Error, Result};
+use orbit_types::{Error, Result, TenantId};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -73,11 +73,12 @@ impl Namespace {
         &self,
         rec: &ObjectRecord,
         span: Range<u64>,
+        owner: TenantId,
         policy: CachePolicy,
     ) -> Result<ByteStream> {
         let pieces = self.pieces(rec, &span)?;
-        match &self.cache {
-            Some(cache) => cached_stream(cache.clone(), pieces, policy.chunk_policy()).await,
+        match self.cache_for(owner) {
+            Some(cache) => cached_stream(cache, pieces, policy.chunk_policy()).await,
             None => direct_stream(pieces).await,
         }
     }
