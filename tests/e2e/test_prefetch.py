@@ -164,3 +164,26 @@ def test_cache_shares_are_set_by_the_operator_only(orbit, remote):
     assert out["cache_share_bytes"] is None
     bad = orbit.cli_run("tenant", "cache-share", creds.tenant)
     assert bad.returncode != 0
+
+
+def test_metrics_count_cache_and_prefetch_work_without_naming_tenants(orbit, remote):
+    import requests
+
+    creds, bucket, s3 = tenant_bucket(orbit)
+    fill(s3, bucket, ["m/1", "m/2"], 200_000)
+    res = orbit.cli_run("prefetch", "start", "--tenant", creds.tenant, "--bucket", bucket, "--wait", timeout=120)
+    assert res.returncode == 0, res.stderr
+    s3.get_object(Bucket=bucket, Key="m/1")["Body"].read()
+    text = requests.get(f"{orbit.admin_url}/metrics", timeout=10).text
+
+    def value(line_start: str) -> float:
+        rows = [l for l in text.splitlines() if l.startswith(line_start)]
+        assert rows, f"no {line_start} in /metrics"
+        return sum(float(r.rsplit(" ", 1)[1]) for r in rows)
+
+    assert value('orbit_cache_hits_total{tier="ram"}') >= 1
+    assert value("orbit_prefetch_bytes_total") >= 200_000 + 199_999
+    assert value('orbit_s3_requests_total{method="GET",status="200"}') >= 1
+    assert value('orbit_backend_requests_total{backend="remote",op="put",outcome="ok"}') >= 2
+    for secret in (creds.tenant, bucket, creds.access_key):
+        assert secret not in text, f"/metrics reveals {secret!r}"

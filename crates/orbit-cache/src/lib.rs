@@ -216,8 +216,9 @@ impl ChunkCache {
                     if policy.ttl.is_none_or(|t| now_ms().saturating_sub(stamp) <= t.as_millis() as u64) =>
                 {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("orbit_cache_hits_total").increment(1);
-                    metrics::counter!("orbit_cache_hit_bytes_total").increment(data.len() as u64);
+                    let tier = if entry.source() == foyer::Source::Disk { "ssd" } else { "ram" };
+                    metrics::counter!("orbit_cache_hits_total", "tier" => tier).increment(1);
+                    metrics::counter!("orbit_cache_hit_bytes_total", "tier" => tier).increment(data.len() as u64);
                     return Ok(data);
                 }
                 // Expired under this bucket's TTL: read it again.

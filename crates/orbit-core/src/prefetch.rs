@@ -225,7 +225,9 @@ impl Worker {
     }
 
     async fn run(mut self) {
+        metrics::gauge!("orbit_prefetch_jobs_running").increment(1.0);
         let outcome = self.work().await;
+        metrics::gauge!("orbit_prefetch_jobs_running").decrement(1.0);
         match outcome {
             Ok(Persist::Superseded) => return,
             Ok(Persist::Written) => {
@@ -323,12 +325,15 @@ impl Worker {
                 Ok(Some(n)) => {
                     self.job.objects_done += 1;
                     self.job.bytes_done += n;
+                    metrics::counter!("orbit_prefetch_objects_total").increment(1);
+                    metrics::counter!("orbit_prefetch_bytes_total").increment(n);
                 }
                 Ok(None) => {}
                 Err(Error::NotFound(Resource::Bucket)) => return Err(Error::NotFound(Resource::Bucket)),
                 Err(e) => {
                     tracing::debug!(key = %key, error = %e, "prefetch of an object failed");
                     self.job.errors += 1;
+                    metrics::counter!("orbit_prefetch_errors_total").increment(1);
                 }
             }
             self.job.next_index += 1;
