@@ -114,6 +114,22 @@ pub(crate) fn algorithm(a: &dto::ChecksumAlgorithm) -> S3Result<ChecksumAlgorith
     a.as_str().parse().map_err(|e: String| s3_error!(InvalidRequest, "{e}"))
 }
 
+/// The checksum headers of an input that has S3's usual checksum fields
+/// (PutObject, UploadPart).
+macro_rules! checksum_headers {
+    ($input:expr) => {
+        $crate::convert::ChecksumHeaders {
+            algorithm: $input.checksum_algorithm.as_ref(),
+            crc32: $input.checksum_crc32.as_ref(),
+            crc32c: $input.checksum_crc32c.as_ref(),
+            crc64nvme: $input.checksum_crc64nvme.as_ref(),
+            sha1: $input.checksum_sha1.as_ref(),
+            sha256: $input.checksum_sha256.as_ref(),
+        }
+    };
+}
+pub(crate) use checksum_headers;
+
 /// The checksum headers a request may carry, in the order S3 names them.
 pub(crate) struct ChecksumHeaders<'a> {
     pub algorithm: Option<&'a dto::ChecksumAlgorithm>,

@@ -52,6 +52,19 @@ struct ResolvedUpload {
     key: Vec<u8>,
 }
 
+/// A stored part; its checksum is kept only in the upload's algorithm.
+fn part_record(number: u32, w: super::object::WrittenBlob, upload: &UploadRecord) -> PartRecord {
+    PartRecord {
+        number,
+        backend: w.backend,
+        blob: w.blob,
+        size: w.size,
+        etag: w.md5_hex,
+        last_modified_ms: now_ms(),
+        checksum: w.checksum.filter(|(a, _)| Some(*a) == upload.checksum_algorithm).map(|(_, v)| v),
+    }
+}
+
 fn part_number_ok(n: u32) -> Result<()> {
     if (1..=MAX_PART_NUMBER).contains(&n) {
         Ok(())
@@ -161,15 +174,7 @@ impl Namespace {
                 checksum,
             )
             .await?;
-        let part = PartRecord {
-            number,
-            backend: w.backend,
-            blob: w.blob,
-            size: w.size,
-            etag: w.md5_hex,
-            last_modified_ms: now_ms(),
-            checksum: w.checksum.filter(|(a, _)| Some(*a) == up.record.checksum_algorithm).map(|(_, v)| v),
-        };
+        let part = part_record(number, w, &up.record);
         self.commit_part(&up, part).await
     }
 
@@ -256,15 +261,7 @@ impl Namespace {
                 expected,
             )
             .await?;
-        let part = PartRecord {
-            number,
-            backend: w.backend,
-            blob: w.blob,
-            size: w.size,
-            etag: w.md5_hex,
-            last_modified_ms: now_ms(),
-            checksum: w.checksum.map(|(_, v)| v),
-        };
+        let part = part_record(number, w, &up.record);
         self.commit_part(&up, part).await
     }
 

@@ -1,8 +1,8 @@
 use super::OrbitS3;
 use super::object::{caller_of, copy_source};
 use crate::convert::{
-    self, ChecksumHeaders, algorithm, body_in, checksum_out, etag, headers_in, is_url_encoding, list_encode,
-    metadata_in, part_checksum_out, read_conditions, ts,
+    self, algorithm, body_in, checksum_out, etag, headers_in, is_url_encoding, list_encode, metadata_in,
+    part_checksum_out, read_conditions, ts,
 };
 use crate::error::IntoS3;
 use orbit_core::{ChecksumAlgorithm as CoreAlg, ChecksumKind, CompletedPart as CorePart, WriteConditions};
@@ -63,17 +63,7 @@ pub(super) async fn upload_part(
     let body = req.input.body.take();
     let i = &req.input;
     let number = part_number(i.part_number)?;
-    let checksum = convert::expected_checksum(
-        &req,
-        ChecksumHeaders {
-            algorithm: i.checksum_algorithm.as_ref(),
-            crc32: i.checksum_crc32.as_ref(),
-            crc32c: i.checksum_crc32c.as_ref(),
-            crc64nvme: i.checksum_crc64nvme.as_ref(),
-            sha1: i.checksum_sha1.as_ref(),
-            sha256: i.checksum_sha256.as_ref(),
-        },
-    )?;
+    let checksum = convert::expected_checksum(&req, convert::checksum_headers!(i))?;
     let alg = checksum.algorithm;
     let content_length = i.content_length.map(|n| n.max(0) as u64);
     let part =

@@ -1,7 +1,7 @@
 use super::OrbitS3;
 use crate::convert::{
-    self, ChecksumHeaders, body_in, body_out, check_version_id, checksum_out, content_range, etag, expires_out,
-    headers_in, metadata_in, metadata_out, range_in, read_conditions, ts,
+    self, body_in, body_out, check_version_id, checksum_out, content_range, etag, expires_out, headers_in, metadata_in,
+    metadata_out, range_in, read_conditions, ts,
 };
 use crate::error::{IntoS3, s3_error};
 use orbit_core::{
@@ -21,17 +21,7 @@ pub(super) async fn put_object(
     let c = caller_of(&req)?;
     let body = req.input.body.take();
     let i = &req.input;
-    let checksum = convert::expected_checksum(
-        &req,
-        ChecksumHeaders {
-            algorithm: i.checksum_algorithm.as_ref(),
-            crc32: i.checksum_crc32.as_ref(),
-            crc32c: i.checksum_crc32c.as_ref(),
-            crc64nvme: i.checksum_crc64nvme.as_ref(),
-            sha1: i.checksum_sha1.as_ref(),
-            sha256: i.checksum_sha256.as_ref(),
-        },
-    )?;
+    let checksum = convert::expected_checksum(&req, convert::checksum_headers!(i))?;
     let headers = headers_in(
         i.content_type.clone(),
         i.content_encoding.clone(),
