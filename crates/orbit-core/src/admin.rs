@@ -90,7 +90,9 @@ impl AdminService {
                 }
             }
         }
-        self.dir.delete_tenant(&t).await
+        self.dir.delete_tenant(&t).await?;
+        // Its reserved cache, if any, goes with it.
+        self.ns.apply_cache_share(t.id, None).await
     }
 
     pub async fn create_user(&self, caller: &Caller, tenant: &str, name: &str, role: Role) -> Result<UserRecord> {
