@@ -35,6 +35,15 @@ fi
 "$VENV/bin/python" --version
 "$VENV/bin/aws" --version
 
+section "system packages"
+if ! command -v rclone >/dev/null 2>&1; then
+    echo "installing rclone with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq rclone >/dev/null
+fi
+rclone version | head -1
+
 if [ -f "$REPO_ROOT/Cargo.toml" ]; then
     section "cargo test --workspace"
     cargo test --workspace
