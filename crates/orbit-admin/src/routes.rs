@@ -301,14 +301,7 @@ async fn list_tenants(
     State(svc): State<AdminService>,
     Extension(c): Extension<Caller>,
 ) -> ApiResult<Json<Vec<Tenant>>> {
-    Ok(Json(
-        svc.list_tenants(&c)
-            .await?
-            .into_iter()
-            .filter(|t| !t.name.is_system() || c.role == Role::Operator)
-            .map(tenant_view)
-            .collect(),
-    ))
+    Ok(Json(svc.list_tenants(&c).await?.into_iter().map(tenant_view).collect()))
 }
 
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}", params(("tenant" = String, Path)),

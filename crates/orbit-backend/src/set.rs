@@ -25,10 +25,6 @@ impl BackendSet {
         self.map.get(name)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.map.keys().map(String::as_str)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<dyn Backend>)> {
         self.map.iter().map(|(k, v)| (k.as_str(), v))
     }

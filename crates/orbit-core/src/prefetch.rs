@@ -273,8 +273,8 @@ impl Worker {
         let (mut objects, mut bytes) = (0u64, 0u64);
         match self.job.selection.clone() {
             Selection::Keys(keys) => {
+                let b = self.ns.resolve_bucket(self.job.tenant_id, &self.job.bucket).await?;
                 for k in keys {
-                    let b = self.ns.resolve_bucket(self.job.tenant_id, &self.job.bucket).await?;
                     if let Some((_, rec)) = self.ns.read_object(b.record.id, &k).await? {
                         objects += 1;
                         bytes += rec.size;

@@ -130,6 +130,19 @@ macro_rules! checksum_headers {
 }
 pub(crate) use checksum_headers;
 
+/// The `x-amz-copy-source-if-*` conditions of an input (CopyObject, UploadPartCopy).
+macro_rules! copy_source_conditions {
+    ($input:expr) => {
+        $crate::convert::read_conditions(
+            $input.copy_source_if_match.as_ref(),
+            $input.copy_source_if_none_match.as_ref(),
+            $input.copy_source_if_modified_since.as_ref(),
+            $input.copy_source_if_unmodified_since.as_ref(),
+        )
+    };
+}
+pub(crate) use copy_source_conditions;
+
 /// The checksum headers a request may carry, in the order S3 names them.
 pub(crate) struct ChecksumHeaders<'a> {
     pub algorithm: Option<&'a dto::ChecksumAlgorithm>,

@@ -21,7 +21,7 @@ pub(crate) fn s3_error(e: Error) -> S3Error {
         Error::AlreadyExists(_) => (S3ErrorCode::InvalidRequest, e.to_string()),
         Error::NotEmpty(_) => (S3ErrorCode::BucketNotEmpty, "The bucket you tried to delete is not empty".into()),
         Error::InvalidName(n) if n.what == "bucket name" => (S3ErrorCode::InvalidBucketName, n.to_string()),
-        Error::InvalidName(n) if n.reason.contains("longer than") => {
+        Error::InvalidName(n) if n.too_long => {
             (S3ErrorCode::KeyTooLongError, "Your key is too long".into())
         }
         Error::InvalidName(n) => (S3ErrorCode::InvalidArgument, n.to_string()),

@@ -77,11 +77,4 @@ pub enum Error {
     Internal(String),
 }
 
-impl Error {
-    /// Whether the same request may succeed if retried unchanged.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable(_))
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;

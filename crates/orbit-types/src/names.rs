@@ -10,10 +10,12 @@ pub const MAX_KEY_LEN: usize = 1024;
 pub struct InvalidName {
     pub what: &'static str,
     pub reason: String,
+    /// The name is over its length limit (S3 answers that one with its own code).
+    pub too_long: bool,
 }
 
 fn invalid(what: &'static str, reason: impl Into<String>) -> InvalidName {
-    InvalidName { what, reason: reason.into() }
+    InvalidName { what, reason: reason.into(), too_long: false }
 }
 
 macro_rules! string_newtype {
@@ -160,16 +162,12 @@ impl ObjectKey {
             return Err(invalid("object key", "must not be empty"));
         }
         if s.len() > MAX_KEY_LEN {
-            return Err(invalid("object key", "is longer than 1024 bytes"));
+            return Err(InvalidName { too_long: true, ..invalid("object key", "is longer than 1024 bytes") });
         }
         if s.contains('\0') {
             return Err(invalid("object key", "must not contain the NUL character"));
         }
         Ok(Self(s.to_owned()))
-    }
-
-    pub fn is_too_long(s: &str) -> bool {
-        s.len() > MAX_KEY_LEN
     }
 }
 
@@ -208,7 +206,8 @@ mod tests {
         assert!(ObjectKey::new("").is_err());
         assert!(ObjectKey::new("a\0b").is_err());
         assert!(ObjectKey::new(&"k".repeat(1024)).is_ok());
-        assert!(ObjectKey::new(&"k".repeat(1025)).is_err());
+        assert!(ObjectKey::new(&"k".repeat(1025)).unwrap_err().too_long);
+        assert!(!ObjectKey::new("a\0b").unwrap_err().too_long);
     }
 
     #[test]

@@ -2,7 +2,7 @@ use super::OrbitS3;
 use super::object::{caller_of, copy_source};
 use crate::convert::{
     self, algorithm, body_in, checksum_out, etag, headers_in, is_url_encoding, list_encode, metadata_in,
-    part_checksum_out, read_conditions, ts,
+    part_checksum_out, ts,
 };
 use crate::error::IntoS3;
 use orbit_core::{ChecksumAlgorithm as CoreAlg, ChecksumKind, CompletedPart as CorePart, WriteConditions};
@@ -99,15 +99,7 @@ pub(super) async fn upload_part_copy(
     let c = caller_of(&req)?;
     let i = req.input;
     let number = part_number(i.part_number)?;
-    let src = copy_source(
-        &i.copy_source,
-        read_conditions(
-            i.copy_source_if_match.as_ref(),
-            i.copy_source_if_none_match.as_ref(),
-            i.copy_source_if_modified_since.as_ref(),
-            i.copy_source_if_unmodified_since.as_ref(),
-        ),
-    )?;
+    let src = copy_source(&i.copy_source, convert::copy_source_conditions!(i))?;
     let range = match &i.copy_source_range {
         Some(r) => Some(convert::range_in(&Range::parse(r).map_err(|_| {
             s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last")

@@ -232,15 +232,7 @@ pub(super) async fn copy_object(
 ) -> S3Result<S3Response<CopyObjectOutput>> {
     let c = caller_of(&req)?;
     let i = req.input;
-    let src = copy_source(
-        &i.copy_source,
-        read_conditions(
-            i.copy_source_if_match.as_ref(),
-            i.copy_source_if_none_match.as_ref(),
-            i.copy_source_if_modified_since.as_ref(),
-            i.copy_source_if_unmodified_since.as_ref(),
-        ),
-    )?;
+    let src = copy_source(&i.copy_source, convert::copy_source_conditions!(i))?;
     let directive = match i.metadata_directive.as_ref().map(MetadataDirective::as_str) {
         None | Some("COPY") => CoreDirective::Copy,
         Some("REPLACE") => CoreDirective::Replace {
