@@ -53,6 +53,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchlib import hermetic_aws_env
+
 MiB = 1024 * 1024
 REGION = "us-east-1"
 MOTO_KEY = "testing"
@@ -259,17 +261,6 @@ def clean_env(drop_prefixes=("ORBIT_", "AWS_")) -> dict:
     return env
 
 
-def hermetic_aws_env() -> None:
-    """No profile, config file or proxy from the machine may leak into boto3."""
-    for var in list(os.environ):
-        if var.startswith("AWS_") and var != "AWS_CA_BUNDLE":
-            del os.environ[var]
-    os.environ["AWS_CONFIG_FILE"] = os.devnull
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        os.environ.pop(var, None)
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 
 def free_ports(n: int) -> list[int]:

@@ -167,22 +167,9 @@ PY="$VENV/bin/python"
 echo "python: $("$PY" -c 'import sys, boto3, moto; print(sys.version.split()[0], "boto3", boto3.__version__, "moto", moto.__version__)')"
 
 # ------------------------------------------------------------------ build
-section "orbit (release)"
-if [ -n "${ORBIT_BIN:-}" ]; then
-    echo "using ORBIT_BIN=$ORBIT_BIN (not building)"
-else
-    cargo build --release -p orbit
-    ORBIT_BIN="$TARGET_DIR/release/orbit"
-fi
-[ -x "$ORBIT_BIN" ] || die "orbit binary not found at $ORBIT_BIN"
-if git -C "$REPO_ROOT" rev-parse --git-dir >/dev/null 2>&1; then
-    rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$REPO_ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-        rev="$rev+uncommitted changes in crates/"
-    fi
-    echo "source: $rev"
-fi
-echo "binary: $ORBIT_BIN"
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+orbit_release_binary
 
 # ------------------------------------------------------------------ run
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/orbit-epoch-sim.XXXXXX")

@@ -23,6 +23,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from benchlib import hermetic_aws_env
+
 MiB = 1024 * 1024
 
 # label -> (size in bytes, distinct objects, wrk connections, target ratio of nginx ops/s)
@@ -39,18 +41,6 @@ def key_for(label: str, i: int) -> str:
     return f"{PREFIX}/{label.lower()}-{i:02d}.bin"
 
 
-def hermetic_aws_env() -> None:
-    """No profile, config file or endpoint from the machine may leak in."""
-    for var in list(os.environ):
-        if var.startswith("AWS_") and var != "AWS_CA_BUNDLE":
-            del os.environ[var]
-    os.environ["AWS_CONFIG_FILE"] = os.devnull
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    # Never through a proxy: both servers are on loopback.
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        os.environ.pop(var, None)
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 
 def http_get(url: str, timeout: float = 60) -> tuple[int, bytes]:

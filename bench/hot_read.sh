@@ -171,22 +171,9 @@ echo "wrk:   $("$WRK" -v 2>&1 | head -n1 | awk '{print $2}')"
 echo "boto3: $("$PY" -c 'import boto3; print(boto3.__version__)')"
 
 # ------------------------------------------------------------------ build
-section "orbit (release)"
-if [ -n "${ORBIT_BIN:-}" ]; then
-    echo "using ORBIT_BIN=$ORBIT_BIN (not building)"
-else
-    cargo build --release -p orbit
-    ORBIT_BIN="$TARGET_DIR/release/orbit"
-fi
-[ -x "$ORBIT_BIN" ] || die "orbit binary not found at $ORBIT_BIN"
-if git -C "$REPO_ROOT" rev-parse --git-dir >/dev/null 2>&1; then
-    rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$REPO_ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-        rev="$rev+uncommitted changes in crates/"
-    fi
-    echo "source: $rev"
-fi
-echo "binary: $ORBIT_BIN"
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+orbit_release_binary
 
 # ------------------------------------------------------------------ servers
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/orbit-hot-read.XXXXXX")
