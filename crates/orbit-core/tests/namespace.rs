@@ -267,9 +267,15 @@ async fn multipart_uploads_complete_validate_and_abort() {
     let wrong_etag = vec![cp(1, "0123456789abcdef0123456789abcdef")];
     let r = site.ns.complete_upload(&c, "data", "big", &id, wrong_etag, WriteConditions::default(), None).await;
     assert!(matches!(r, Err(Error::InvalidPart(_))));
-    let small_first = vec![cp(3, &etags[2]), CompletedPart { number: 4, etag: etags[0].clone(), checksum: None }];
+    // A part under 5 MiB anywhere but last: part 3 (1000 bytes) before a part 4.
+    let p4 = site
+        .ns
+        .upload_part(&c, "data", "big", &id, 4, body(&p1), Some(p1.len() as u64), None, ExpectedChecksum::default())
+        .await
+        .unwrap();
+    let small_first = vec![cp(3, &etags[2]), cp(4, &p4.etag)];
     let r = site.ns.complete_upload(&c, "data", "big", &id, small_first, WriteConditions::default(), None).await;
-    assert!(r.is_err());
+    assert!(matches!(r, Err(Error::EntityTooSmall)), "{r:?}");
 
     let all = vec![cp(1, &etags[0]), cp(2, &etags[1]), cp(3, &etags[2])];
     let rec = site.ns.complete_upload(&c, "data", "big", &id, all, WriteConditions::default(), None).await.unwrap();
