@@ -13,8 +13,11 @@ import os
 import pytest
 from botocore.exceptions import ClientError
 
-from orbit_e2e import MiB, unique
+from orbit_e2e import REGION, MiB, s3_backend_toml, unique
 from test_remote_backend import (  # noqa: F401  (module fixtures)
+    REMOTE_ACCESS_KEY,
+    REMOTE_SECRET_KEY,
+    RESTART_BUCKET,
     create_bucket_api,
     orbit,
     remote,
@@ -181,9 +184,76 @@ def test_metrics_count_cache_and_prefetch_work_without_naming_tenants(orbit, rem
         assert rows, f"no {line_start} in /metrics"
         return sum(float(r.rsplit(" ", 1)[1]) for r in rows)
 
-    assert value('orbit_cache_hits_total{tier="ram"}') >= 1
+    assert value('orbit_cache_hits_total{tier="ram",tenant=') >= 1
     assert value("orbit_prefetch_bytes_total") >= 200_000 + 199_999
     assert value('orbit_s3_requests_total{method="GET",status="200"}') >= 1
     assert value('orbit_backend_requests_total{backend="remote",op="put",outcome="ok"}') >= 2
     for secret in (creds.tenant, bucket, creds.access_key):
         assert secret not in text, f"/metrics reveals {secret!r}"
+
+
+def test_pinned_prefix_outlives_restarts_and_outages(orbit_factory, remote):
+    """A pinned prefix stays on the site's disk: after a restart (RAM cache
+    empty) and with the remote store down, pinned objects still read whole,
+    others do not; once unpinned, they are gone from the site."""
+    config = s3_backend_toml(
+        "remote", kind="s3", endpoint=remote.proxy.endpoint, bucket=RESTART_BUCKET,
+        region=REGION, prefix="site-pin", allow_http=True,
+        access_key_id=REMOTE_ACCESS_KEY, secret_access_key=REMOTE_SECRET_KEY)
+    # RAM too small for the pinned data, so the pinned tier must serve it.
+    config += "[cache]\nram_bytes = 4194304\nchunk_size = 1048576\npinned_bytes = 67108864\n"
+    server = orbit_factory(name="pin", config_toml=config)
+    creds = server.new_tenant_with_key()
+    bucket = unique("pin")
+    create_bucket_api(server, creds.tenant, bucket, "remote")
+    s3 = s3_client(server, creds)
+    hot = fill(s3, bucket, [f"hot/{i}" for i in range(5)], 3 * MiB + 7)
+    cold = fill(s3, bucket, ["cold/0"], 100_000)
+
+    res = server.cli_run("bucket", "pin", "--tenant", creds.tenant, bucket, "--prefix", "hot/", "--wait", timeout=120)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    assert (res.json["state"], res.json["objects_done"]) == ("done", 5), res.json
+    listed = {b["name"]: b for b in server.cli("bucket", "list", "--tenant", creds.tenant)}
+    assert listed[bucket]["pinned_prefixes"] == ["hot/"]
+
+    server.restart()
+    s3 = s3_client(server, creds)
+    remote.proxy.down()
+    for key, body in hot.items():
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body, key
+        part = s3.get_object(Bucket=bucket, Key=key, Range="bytes=2097000-2098999")["Body"].read()
+        assert part == body[2097000:2099000], key
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="cold/0")["Body"].read()
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    remote.proxy.up()
+    assert s3.get_object(Bucket=bucket, Key="cold/0")["Body"].read() == cold["cold/0"]
+
+    stats = server.cli("tenant", "cache-stats", creds.tenant)
+    assert stats["hits"]["pinned"] >= 5 and stats["hit_bytes"]["pinned"] > 0, stats
+    assert stats["misses"] >= 1 and 0 < stats["hit_ratio"] < 1, stats
+
+    # Pinned space is the site's: tenant-admins can neither pin nor unpin,
+    # and may read only their own tenant's figures.
+    other = server.new_tenant(model="self-managed")
+    admin = server.new_key(other, server.new_user(other, role="tenant-admin"))
+    for method, path, body in (
+            ("POST", f"/admin/v1/tenants/{other}/buckets/x/pins", {"prefix": ""}),
+            ("DELETE", f"/admin/v1/tenants/{other}/buckets/x/pins?prefix=", None),
+            ("GET", f"/admin/v1/tenants/{creds.tenant}/cache", None),
+            ("GET", "/admin/v1/tenants/no-such-tenant/cache", None)):
+        r = server.admin(method, path, body=body, creds=admin)
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+    own = server.admin("GET", f"/admin/v1/tenants/{other}/cache", creds=admin)
+    assert own.status_code == 200 and own.json()["misses"] == 0, own.text
+
+    bad = server.cli_run("bucket", "unpin", "--tenant", creds.tenant, bucket, "--prefix", "cold/")
+    assert bad.returncode != 0 and bad.stderr.startswith("error:"), bad.stderr
+    out = server.cli("bucket", "unpin", "--tenant", creds.tenant, bucket, "--prefix", "hot/")
+    assert out["pinned_prefixes"] == [], out
+    server.restart()
+    s3 = s3_client(server, creds)
+    remote.proxy.down()
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="hot/0")["Body"].read()
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503

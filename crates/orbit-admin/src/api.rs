@@ -69,8 +69,53 @@ pub struct Bucket {
     /// The backend that holds the bucket's bytes.
     pub backend: String,
     pub cache: BucketCache,
+    /// Prefixes whose data the site keeps in its pinned cache tier.
+    pub pinned_prefixes: Vec<String>,
     pub home_site: String,
     pub created_ms: i64,
+}
+
+/// Pin a prefix of a bucket (the empty prefix pins the whole bucket).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PinPrefix {
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+pub struct PrefixQuery {
+    /// The pinned prefix to release.
+    pub prefix: String,
+}
+
+/// A pinned prefix, and the prefetch job that fills the pinned tier with it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Pinned {
+    pub bucket: Bucket,
+    pub job: PrefetchJob,
+}
+
+/// Figures by cache tier.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct TierFigures {
+    pub ram: u64,
+    pub ssd: u64,
+    pub pinned: u64,
+}
+
+/// What the site's chunk cache did for one tenant since the process started.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantCache {
+    pub tenant: String,
+    /// RAM reserved for the tenant (null: it uses the shared cache).
+    pub cache_share_bytes: Option<u64>,
+    /// Chunk reads served from the cache, by tier.
+    pub hits: TierFigures,
+    pub hit_bytes: TierFigures,
+    /// Chunk reads that went to the backend.
+    pub misses: u64,
+    pub miss_bytes: u64,
+    /// Hits over all chunk reads (null before the first read).
+    pub hit_ratio: Option<f64>,
 }
 
 /// How a bucket's data is cached at the site.

@@ -197,6 +197,22 @@ impl AdminClient {
             .ok_or_else(|| ClientError::Transport("empty response".into()))
     }
 
+    pub async fn pin_prefix(&self, tenant: &str, bucket: &str, prefix: &str) -> Result<Pinned, ClientError> {
+        let path = format!("/admin/v1/tenants/{}/buckets/{}/pins", seg(tenant), seg(bucket));
+        self.post(&path, &PinPrefix { prefix: prefix.to_owned() }).await
+    }
+
+    pub async fn unpin_prefix(&self, tenant: &str, bucket: &str, prefix: &str) -> Result<Bucket, ClientError> {
+        let path = format!("/admin/v1/tenants/{}/buckets/{}/pins?prefix={}", seg(tenant), seg(bucket), seg(prefix));
+        self.call::<Bucket>(Method::DELETE, &path, None::<&()>)
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
+
+    pub async fn tenant_cache(&self, tenant: &str) -> Result<TenantCache, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}/cache", seg(tenant))).await
+    }
+
     pub async fn set_cache_share(&self, tenant: &str, ram_bytes: Option<u64>) -> Result<Tenant, ClientError> {
         let path = format!("/admin/v1/tenants/{}/cache-share", seg(tenant));
         self.call::<Tenant>(Method::PUT, &path, Some(&CacheShare { ram_bytes }))

@@ -132,6 +132,7 @@ fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
         name: b.name.to_string(),
         backend: b.backend,
         cache: cache_view(b.cache),
+        pinned_prefixes: b.pinned_prefixes,
         home_site: b.home_site,
         created_ms: b.created_ms,
     }
@@ -191,6 +192,8 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/tenants/{tenant}/buckets", post(create_bucket).get(list_buckets))
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}", delete(delete_bucket))
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/cache", axum::routing::put(set_bucket_cache))
+        .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/pins", post(pin_prefix).delete(unpin_prefix))
+        .route("/admin/v1/tenants/{tenant}/cache", get(tenant_cache))
         .route("/admin/v1/tenants/{tenant}/prefetch", post(start_prefetch).get(list_prefetch))
         .route("/admin/v1/tenants/{tenant}/prefetch/{id}", get(get_prefetch).delete(cancel_prefetch))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
@@ -238,12 +241,19 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         list_buckets,
         delete_bucket,
         set_bucket_cache,
+        pin_prefix,
+        unpin_prefix,
+        tenant_cache,
         start_prefetch,
         list_prefetch,
         get_prefetch,
         cancel_prefetch
     ),
     components(schemas(
+        PinPrefix,
+        Pinned,
+        TierFigures,
+        TenantCache,
         StartPrefetch,
         PrefetchJob,
         BucketCache,
@@ -505,6 +515,51 @@ async fn set_bucket_cache(
     }
     let policy = orbit_core::CachePolicy { admit_on_second_miss, ttl_secs: body.ttl_seconds };
     Ok(Json(bucket_view(&tenant, svc.set_cache_policy(&c, &tenant, &bucket, policy).await?)))
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/buckets/{bucket}/pins", params(("tenant" = String, Path), ("bucket" = String, Path)),
+    request_body = PinPrefix, responses((status = 201, body = Pinned), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn pin_prefix(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, bucket)): Path<(String, String)>,
+    Body(body): Body<PinPrefix>,
+) -> ApiResult<(StatusCode, Json<Pinned>)> {
+    let (rec, job) = svc.pin_prefix(&c, &tenant, &bucket, &body.prefix).await?;
+    Ok((StatusCode::CREATED, Json(Pinned { bucket: bucket_view(&tenant, rec), job: job_view(&tenant, job) })))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/buckets/{bucket}/pins", params(("tenant" = String, Path), ("bucket" = String, Path), PrefixQuery),
+    responses((status = 200, body = Bucket), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn unpin_prefix(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, bucket)): Path<(String, String)>,
+    Query(q): Query<PrefixQuery>,
+) -> ApiResult<Json<Bucket>> {
+    Ok(Json(bucket_view(&tenant, svc.unpin_prefix(&c, &tenant, &bucket, &q.prefix).await?)))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/cache", params(("tenant" = String, Path)),
+    responses((status = 200, body = TenantCache), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn tenant_cache(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<TenantCache>> {
+    let (t, f) = svc.cache_figures(&c, &tenant).await?;
+    let tiers = |v: [u64; 3]| TierFigures { ram: v[0], ssd: v[1], pinned: v[2] };
+    let hits: u64 = f.hits.iter().sum();
+    let reads = hits + f.misses;
+    Ok(Json(TenantCache {
+        tenant: t.name.to_string(),
+        cache_share_bytes: t.cache_share_bytes,
+        hits: tiers(f.hits),
+        hit_bytes: tiers(f.hit_bytes),
+        misses: f.misses,
+        miss_bytes: f.miss_bytes,
+        hit_ratio: (reads > 0).then(|| hits as f64 / reads as f64),
+    }))
 }
 
 #[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/cache-share", params(("tenant" = String, Path)), request_body = CacheShare,

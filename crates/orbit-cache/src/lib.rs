@@ -6,7 +6,12 @@
 //! foyer's hybrid cache (RAM, then an SSD tier that survives restarts) does
 //! the work; this crate keeps its fast-moving API behind a small one of
 //! ours. Every chunk carries a CRC32C: a corrupted or truncated copy is
-//! dropped and fetched again, never served.
+//! dropped and fetched again, never served. Chunks of pinned prefixes are
+//! kept as well in a tier that never evicts (`pinned`).
+
+mod pinned;
+
+pub use pinned::{PinnedStore, PinnedUsage};
 
 use bytes::{Bytes, BytesMut};
 use foyer::{
@@ -32,6 +37,8 @@ pub struct ChunkPolicy {
     pub admit_on_second_miss: bool,
     /// Treat a cached chunk older than this as missing.
     pub ttl: Option<std::time::Duration>,
+    /// The chunk belongs to a pinned prefix: keep it in the pinned tier.
+    pub pin: bool,
 }
 
 fn now_ms() -> u64 {
@@ -73,6 +80,96 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub corrupt: AtomicU64,
+}
+
+/// Where a hit was served from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Ram,
+    Ssd,
+    Pinned,
+}
+
+impl Tier {
+    const ALL: [Tier; 3] = [Tier::Ram, Tier::Ssd, Tier::Pinned];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Ram => "ram",
+            Tier::Ssd => "ssd",
+            Tier::Pinned => "pinned",
+        }
+    }
+}
+
+/// One owner's (tenant's) cache figures: kept as numbers for the admin API
+/// and as Prometheus counters labelled with the owner's id. The handles are
+/// made once per owner, so the hot path allocates no labels.
+pub struct OwnerStats {
+    hits: [AtomicU64; 3],
+    hit_bytes: [AtomicU64; 3],
+    misses: AtomicU64,
+    miss_bytes: AtomicU64,
+    hit_counters: [(metrics::Counter, metrics::Counter); 3],
+    miss_counters: (metrics::Counter, metrics::Counter),
+}
+
+/// A snapshot of [`OwnerStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnerFigures {
+    /// Hits and hit bytes by tier, in the order ram, ssd, pinned.
+    pub hits: [u64; 3],
+    pub hit_bytes: [u64; 3],
+    pub misses: u64,
+    pub miss_bytes: u64,
+}
+
+impl OwnerStats {
+    fn new(owner: &str) -> Self {
+        let o = owner.to_owned();
+        let hit = |t: Tier| {
+            (
+                metrics::counter!("orbit_cache_hits_total", "tier" => t.as_str(), "tenant" => o.clone()),
+                metrics::counter!("orbit_cache_hit_bytes_total", "tier" => t.as_str(), "tenant" => o.clone()),
+            )
+        };
+        Self {
+            hits: Default::default(),
+            hit_bytes: Default::default(),
+            misses: AtomicU64::new(0),
+            miss_bytes: AtomicU64::new(0),
+            hit_counters: Tier::ALL.map(hit),
+            miss_counters: (
+                metrics::counter!("orbit_cache_misses_total", "tenant" => o.clone()),
+                metrics::counter!("orbit_cache_miss_bytes_total", "tenant" => o),
+            ),
+        }
+    }
+
+    fn hit(&self, tier: Tier, bytes: usize) {
+        let i = tier as usize;
+        self.hits[i].fetch_add(1, Ordering::Relaxed);
+        self.hit_bytes[i].fetch_add(bytes as u64, Ordering::Relaxed);
+        self.hit_counters[i].0.increment(1);
+        self.hit_counters[i].1.increment(bytes as u64);
+    }
+
+    fn miss(&self, bytes: usize) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.miss_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.miss_counters.0.increment(1);
+        self.miss_counters.1.increment(bytes as u64);
+    }
+
+    pub fn figures(&self) -> OwnerFigures {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        OwnerFigures {
+            hits: [load(&self.hits[0]), load(&self.hits[1]), load(&self.hits[2])],
+            hit_bytes: [load(&self.hit_bytes[0]), load(&self.hit_bytes[1]), load(&self.hit_bytes[2])],
+            misses: load(&self.misses),
+            miss_bytes: load(&self.miss_bytes),
+        }
+    }
 }
 
 /// Which chunk: the blob (already unique per backend) and its index.
@@ -134,6 +231,9 @@ pub struct ChunkCache {
     chunk_size: u64,
     stats: Arc<CacheStats>,
     ghosts: Arc<std::sync::Mutex<Ghosts>>,
+    pinned: Option<Arc<PinnedStore>>,
+    /// Whose reads this handle serves (set by [`CachePool::for_owner`]).
+    owner: Arc<OwnerStats>,
 }
 
 impl ChunkCache {
@@ -170,7 +270,15 @@ impl ChunkCache {
             chunk_size: config.chunk_size.max(4096),
             stats: Arc::new(CacheStats::default()),
             ghosts: Arc::default(),
+            pinned: None,
+            owner: Arc::new(OwnerStats::new("")),
         })
+    }
+
+    /// Keep the chunks of pinned prefixes in `store` too.
+    pub fn with_pinned(mut self, store: Arc<PinnedStore>) -> Self {
+        self.pinned = Some(store);
+        self
     }
 
     pub fn chunk_size(&self) -> u64 {
@@ -216,9 +324,8 @@ impl ChunkCache {
                     if policy.ttl.is_none_or(|t| now_ms().saturating_sub(stamp) <= t.as_millis() as u64) =>
                 {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    let tier = if entry.source() == foyer::Source::Disk { "ssd" } else { "ram" };
-                    metrics::counter!("orbit_cache_hits_total", "tier" => tier).increment(1);
-                    metrics::counter!("orbit_cache_hit_bytes_total", "tier" => tier).increment(data.len() as u64);
+                    let tier = if entry.source() == foyer::Source::Disk { Tier::Ssd } else { Tier::Ram };
+                    self.owner.hit(tier, data.len());
                     return Ok(data);
                 }
                 // Expired under this bucket's TTL: read it again.
@@ -234,11 +341,23 @@ impl ChunkCache {
             }
             self.inner.remove(&k);
         }
+        // A pinned chunk (expired from RAM, or not yet there after a restart).
+        let pinned = self.pinned.clone().filter(|_| policy.pin);
+        if let Some(store) = &pinned
+            && let Some(data) = store.get(blob, index).await
+        {
+            self.owner.hit(Tier::Pinned, data.len());
+            self.inner.insert(k, seal(data.clone()));
+            return Ok(data);
+        }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("orbit_cache_misses_total").increment(1);
-        if policy.admit_on_second_miss && !self.ghosts.lock().map(|mut g| g.seen_before(&k)).unwrap_or(true) {
+        if !policy.pin
+            && policy.admit_on_second_miss
+            && !self.ghosts.lock().map(|mut g| g.seen_before(&k)).unwrap_or(true)
+        {
             // First miss: serve it without caching it.
             let data = fetch().await?;
+            self.owner.miss(data.len());
             return Ok(data);
         }
         let fut = fetch();
@@ -247,9 +366,34 @@ impl ChunkCache {
             .get_or_fetch(&k, move || async move { fut.await.map(seal) })
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        open(entry.value())
+        let data = open(entry.value())
             .map(|(data, _)| data)
-            .ok_or_else(|| std::io::Error::other("a freshly fetched chunk failed its checksum"))
+            .ok_or_else(|| std::io::Error::other("a freshly fetched chunk failed its checksum"))?;
+        self.owner.miss(data.len());
+        if let Some(store) = pinned {
+            match store.put(blob, index, data.clone()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    metrics::counter!("orbit_cache_pinned_full_total").increment(1);
+                    tracing::warn!(chunk = %k, "the pinned tier is full; chunk cached without a pin");
+                }
+                Err(e) => tracing::warn!(chunk = %k, error = %e, "could not write a pinned chunk"),
+            }
+        }
+        Ok(data)
+    }
+
+    /// Drop a blob's chunks from the pinned tier (unpinned or collected).
+    pub async fn unpin_blob(&self, blob: &str) -> u64 {
+        match &self.pinned {
+            Some(store) => store.forget_blob(blob).await,
+            None => 0,
+        }
+    }
+
+    /// The pinned tier's fill, if this cache has one.
+    pub fn pinned_usage(&self) -> Option<PinnedUsage> {
+        self.pinned.as_ref().map(|p| p.usage())
     }
 
     /// Store chunk `index` of `blob` (write ingestion); it must be exactly
@@ -271,27 +415,65 @@ impl ChunkCache {
     }
 }
 
+/// What the pool knows of one owner: its partition, if it has a share, and
+/// its figures.
+#[derive(Clone)]
+struct Owner {
+    partition: Option<ChunkCache>,
+    stats: Arc<OwnerStats>,
+}
+
 /// The site's caches: one shared by every owner (tenant), plus a partition
 /// of its own for each owner given a share. A partition is guaranteed: what
-/// others read can never evict it, however much they stream.
+/// others read can never evict it, however much they stream. Every cache of
+/// the pool shares one pinned tier.
 #[derive(Clone)]
 pub struct CachePool {
     shared: ChunkCache,
-    partitions: Arc<std::sync::RwLock<std::collections::HashMap<String, ChunkCache>>>,
+    owners: Arc<std::sync::RwLock<std::collections::HashMap<String, Owner>>>,
 }
 
 impl CachePool {
     pub fn new(shared: ChunkCache) -> Self {
-        Self { shared, partitions: Arc::default() }
+        Self { shared, owners: Arc::default() }
     }
 
     pub fn chunk_size(&self) -> u64 {
         self.shared.chunk_size
     }
 
-    /// The cache that holds `owner`'s chunks.
+    fn owner(&self, owner: &str) -> Owner {
+        if let Some(o) = self.owners.read().ok().and_then(|o| o.get(owner).cloned()) {
+            return o;
+        }
+        let mut owners = self.owners.write().unwrap_or_else(|p| p.into_inner());
+        owners
+            .entry(owner.to_owned())
+            .or_insert_with(|| Owner { partition: None, stats: Arc::new(OwnerStats::new(owner)) })
+            .clone()
+    }
+
+    /// The cache that holds `owner`'s chunks, counting in `owner`'s figures.
     pub fn for_owner(&self, owner: &str) -> ChunkCache {
-        self.partitions.read().ok().and_then(|p| p.get(owner).cloned()).unwrap_or_else(|| self.shared.clone())
+        let o = self.owner(owner);
+        let mut cache = o.partition.unwrap_or_else(|| self.shared.clone());
+        cache.owner = o.stats;
+        cache
+    }
+
+    /// `owner`'s hits and misses since the process started.
+    pub fn figures(&self, owner: &str) -> OwnerFigures {
+        self.owners.read().ok().and_then(|o| o.get(owner).map(|o| o.stats.figures())).unwrap_or_default()
+    }
+
+    /// The pinned tier's fill (one tier for the whole site).
+    pub fn pinned_usage(&self) -> Option<PinnedUsage> {
+        self.shared.pinned_usage()
+    }
+
+    /// Drop a blob's pinned chunks.
+    pub async fn unpin_blob(&self, blob: &str) -> u64 {
+        self.shared.unpin_blob(blob).await
     }
 
     /// Give `owner` a RAM partition of `ram_bytes` (None: back to the shared
@@ -301,15 +483,15 @@ impl CachePool {
             Some(bytes) => {
                 let config =
                     CacheConfig { ram_bytes: bytes, ssd_dir: None, ssd_bytes: 0, chunk_size: self.chunk_size() };
-                Some(ChunkCache::open(&config).await?)
+                let mut c = ChunkCache::open(&config).await?;
+                c.pinned = self.shared.pinned.clone();
+                Some(c)
             }
             None => None,
         };
-        let mut p = self.partitions.write().map_err(|_| CacheError::Open("cache partitions poisoned".into()))?;
-        match partition {
-            Some(c) => p.insert(owner.to_owned(), c),
-            None => p.remove(owner),
-        };
+        let stats = self.owner(owner).stats;
+        let mut owners = self.owners.write().map_err(|_| CacheError::Open("cache partitions poisoned".into()))?;
+        owners.insert(owner.to_owned(), Owner { partition, stats });
         Ok(())
     }
 
@@ -449,12 +631,12 @@ mod tests {
                 Ok(Bytes::from_static(b"scan"))
             }
         };
-        let second = ChunkPolicy { admit_on_second_miss: true, ttl: None };
+        let second = ChunkPolicy { admit_on_second_miss: true, ..Default::default() };
         for expected_calls in [1, 2, 2, 2] {
             c.get_or_fetch_with("b/s", 0, second, fetch(calls.clone())).await.unwrap();
             assert_eq!(calls.load(Ordering::SeqCst), expected_calls);
         }
-        let short = ChunkPolicy { admit_on_second_miss: false, ttl: Some(Duration::from_millis(50)) };
+        let short = ChunkPolicy { ttl: Some(Duration::from_millis(50)), ..Default::default() };
         let calls = Arc::new(AtomicUsize::new(0));
         c.get_or_fetch_with("b/ttl", 0, short, fetch(calls.clone())).await.unwrap();
         c.get_or_fetch_with("b/ttl", 0, short, fetch(calls.clone())).await.unwrap();
@@ -462,6 +644,41 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(120)).await;
         c.get_or_fetch_with("b/ttl", 0, short, fetch(calls.clone())).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2, "an expired chunk must be fetched again");
+    }
+
+    /// Pinned chunks outlive RAM eviction and restarts; chunks of other
+    /// owners streaming through never push them out.
+    #[tokio::test]
+    async fn pinned_chunks_are_never_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = 64u64 << 10;
+        let config = CacheConfig { ram_bytes: 1 << 20, ssd_dir: None, ssd_bytes: 0, chunk_size: chunk };
+        let pinned = Arc::new(PinnedStore::open(dir.path(), 4 << 20).unwrap());
+        let pool = CachePool::new(ChunkCache::open(&config).await.unwrap().with_pinned(pinned.clone()));
+        let pin = ChunkPolicy { pin: true, ..Default::default() };
+        let data = Bytes::from(vec![9u8; chunk as usize]);
+        for i in 0..32u64 {
+            let d = data.clone();
+            pool.for_owner("a").get_or_fetch_with("a/pinned", i, pin, move || async move { Ok(d) }).await.unwrap();
+        }
+        for i in 0..256u64 {
+            let d = data.clone();
+            pool.for_owner("b").get_or_fetch("b/scan", i, move || async move { Ok(d) }).await.unwrap();
+        }
+        for i in 0..32u64 {
+            pool.for_owner("a")
+                .get_or_fetch_with("a/pinned", i, pin, || async { Err(std::io::Error::other("evicted")) })
+                .await
+                .unwrap_or_else(|_| panic!("pinned chunk {i} was evicted"));
+        }
+        let a = pool.figures("a");
+        assert_eq!(a.misses, 32);
+        assert!(a.hits[Tier::Pinned as usize] > 0, "RAM was too small to hold them all: {a:?}");
+        assert_eq!(pool.figures("b").misses, 256);
+        // Unpinned, they are gone from the tier.
+        assert_eq!(pool.pinned_usage().unwrap().chunks, 32);
+        assert!(pool.unpin_blob("a/pinned").await > 0);
+        assert_eq!(pool.pinned_usage().unwrap().chunks, 0);
     }
 
     #[tokio::test]

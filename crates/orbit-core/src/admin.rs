@@ -235,6 +235,47 @@ impl AdminService {
         self.ns.set_cache_policy(t.id, name, policy).await
     }
 
+    /// Pin a prefix of a bucket in the site's pinned tier and start a
+    /// prefetch job that fills it. Pinned space is the site's, so only the
+    /// operator pins.
+    pub async fn pin_prefix(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<(BucketRecord, PrefetchJob)> {
+        authorize_admin(caller, AdminAction::ManageTenants)?;
+        let t = self.target(caller, tenant).await?;
+        let rec = self.ns.pin_prefix(t.id, bucket, prefix).await?;
+        let job = self.prefetcher.start(t.id, bucket, Selection::Prefix(prefix.to_owned())).await?;
+        Ok((rec, job))
+    }
+
+    pub async fn unpin_prefix(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<BucketRecord> {
+        authorize_admin(caller, AdminAction::ManageTenants)?;
+        let t = self.target(caller, tenant).await?;
+        self.ns.unpin_prefix(t.id, bucket, prefix).await
+    }
+
+    /// A tenant's chunk-cache figures on this site (its own only).
+    pub async fn cache_figures(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+    ) -> Result<(TenantRecord, orbit_cache::OwnerFigures)> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
+        let figures = self.ns.cache().map(|c| c.figures(&t.id.to_string())).unwrap_or_default();
+        Ok((t, figures))
+    }
+
     pub async fn delete_bucket(&self, caller: &Caller, tenant: &str, name: &str, force: bool) -> Result<()> {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;

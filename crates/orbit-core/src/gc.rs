@@ -27,6 +27,7 @@ pub(crate) struct Collector {
     meta: Arc<dyn MetaStore>,
     backends: BackendSet,
     wake: Arc<Notify>,
+    cache: Option<orbit_cache::CachePool>,
 }
 
 pub(crate) fn due_value(due_ms: i64) -> Vec<u8> {
@@ -41,7 +42,12 @@ pub(crate) fn gc_key(backend: &str, blob: &str) -> Vec<u8> {
 
 impl Collector {
     pub(crate) fn new(meta: Arc<dyn MetaStore>, backends: BackendSet) -> Self {
-        Self { meta, backends, wake: Arc::new(Notify::new()) }
+        Self { meta, backends, wake: Arc::new(Notify::new()), cache: None }
+    }
+
+    pub(crate) fn with_cache(mut self, cache: orbit_cache::CachePool) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Record that `blob` is about to be written; collected unless a commit claims it.
@@ -87,6 +93,10 @@ impl Collector {
                 if let Err(e) = store.delete(blob).await {
                     tracing::warn!(blob, error = %e, "blob deletion failed; will retry");
                     continue;
+                }
+                // The queue key is the cache's name for the blob, too.
+                if let Some(cache) = &self.cache {
+                    cache.unpin_blob(&format!("{backend}/{blob}")).await;
                 }
                 // Only forget the entry if nobody re-registered it meanwhile.
                 let txn = Txn::new().require_equals(Table::Gc, key.clone(), value).delete(Table::Gc, key);

@@ -22,6 +22,7 @@ impl CachePolicy {
         orbit_cache::ChunkPolicy {
             admit_on_second_miss: self.admit_on_second_miss,
             ttl: self.ttl_secs.map(std::time::Duration::from_secs),
+            pin: false,
         }
     }
 }
@@ -38,6 +39,20 @@ pub struct BucketRecord {
     pub backend: String,
     #[serde(default)]
     pub cache: CachePolicy,
+    /// Key prefixes whose chunks stay in the site's pinned cache tier.
+    #[serde(default)]
+    pub pinned_prefixes: Vec<String>,
+}
+
+impl BucketRecord {
+    /// How chunks of `key` are cached: the bucket's policy, pinned when a
+    /// pinned prefix covers the key.
+    pub fn chunk_policy(&self, key: &str) -> orbit_cache::ChunkPolicy {
+        orbit_cache::ChunkPolicy {
+            pin: self.pinned_prefixes.iter().any(|p| key.starts_with(p.as_str())),
+            ..self.cache.chunk_policy()
+        }
+    }
 }
 
 /// Standard HTTP content headers stored with an object.

@@ -95,6 +95,10 @@ pub enum TenantCmd {
         #[arg(long)]
         force: bool,
     },
+    /// What the site's chunk cache did for a tenant: hits by tier, misses, hit ratio.
+    CacheStats {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +211,26 @@ pub enum BucketCmd {
         name: String,
         #[arg(long)]
         force: bool,
+    },
+    /// Keep a prefix's data in the site's pinned cache tier (never evicted), filled now by a prefetch job.
+    Pin {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+        /// The prefix to pin ("" pins the whole bucket).
+        #[arg(long)]
+        prefix: String,
+        /// Wait for the prefetch job, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Release a pinned prefix.
+    Unpin {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+        #[arg(long)]
+        prefix: String,
     },
 }
 
@@ -401,6 +425,27 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
                     let row = vec![vec![t.name.clone(), t.model.clone(), fmt_time(t.created_ms)]];
                     return emit(conn.output, &t, || print_table(&["name", "model", "created"], row));
                 }
+                TenantCmd::CacheStats { name } => {
+                    let s = c.tenant_cache(&name).await?;
+                    let tiers = |t: &orbit_admin::api::TierFigures| format!("{}/{}/{}", t.ram, t.ssd, t.pinned);
+                    let row = vec![vec![
+                        s.tenant.clone(),
+                        tiers(&s.hits),
+                        tiers(&s.hit_bytes),
+                        s.misses.to_string(),
+                        s.miss_bytes.to_string(),
+                        s.hit_ratio.map_or("-".into(), |r| format!("{:.1}%", r * 100.0)),
+                    ]];
+                    let header = [
+                        "tenant",
+                        "hits ram/ssd/pinned",
+                        "hit bytes ram/ssd/pinned",
+                        "misses",
+                        "miss bytes",
+                        "hit ratio",
+                    ];
+                    return emit(conn.output, &s, || print_table(&header, row));
+                }
                 TenantCmd::List => c.list_tenants().await?,
                 TenantCmd::Delete { name, force } => {
                     c.delete_tenant(&name, force).await?;
@@ -488,6 +533,20 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
                 BucketCmd::Delete { tenant, name, force } => {
                     c.delete_bucket(&tenant, &name, force).await?;
                     emit(conn.output, &serde_json::json!({"deleted": name}), || println!("deleted bucket {name}"))
+                }
+                BucketCmd::Pin { tenant, name, prefix, wait } => {
+                    let pinned = c.pin_prefix(&tenant, &name, &prefix).await?;
+                    if wait {
+                        let job = watch_job(&c, &tenant, &pinned.job.id).await?;
+                        return job_outcome(conn.output, &job);
+                    }
+                    emit(conn.output, &pinned, || {
+                        println!("pinned `{prefix}` in bucket {name}; prefetch job {} fills it", pinned.job.id)
+                    })
+                }
+                BucketCmd::Unpin { tenant, name, prefix } => {
+                    let b = c.unpin_prefix(&tenant, &name, &prefix).await?;
+                    emit(conn.output, &b, || println!("unpinned `{prefix}` in bucket {name}"))
                 }
             }
         }

@@ -50,6 +50,10 @@ pub struct CacheSettings {
     pub chunk_size: u64,
     /// Also cache what clients write (writes stay write-through).
     pub ingest_writes: bool,
+    /// Bytes of local disk for pinned prefixes, which are never evicted (0: pinning off).
+    pub pinned_bytes: u64,
+    /// Directory of the pinned tier (default DATA_DIR/pinned).
+    pub pinned_dir: Option<PathBuf>,
 }
 
 impl Default for CacheSettings {
@@ -61,6 +65,8 @@ impl Default for CacheSettings {
             ssd_dir: None,
             chunk_size: 4 << 20,
             ingest_writes: false,
+            pinned_bytes: 4 << 30,
+            pinned_dir: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::config::{BackendKind, Config, NamedBackend, StoreKind, backend_env};
 use anyhow::{Context, Result, bail};
 use orbit_backend::{AzureOptions, Backend, BackendSet, GcsOptions, MeteredBackend, ObjectStoreBackend, S3Options};
-use orbit_cache::{CacheConfig, CachePool, ChunkCache};
+use orbit_cache::{CacheConfig, CachePool, ChunkCache, PinnedStore};
 use orbit_core::{AdminService, Namespace, Prefetcher};
 use orbit_meta::{MetaStore, RedbStore};
 use orbit_s3::{S3Server, S3ServerConfig};
@@ -173,7 +173,14 @@ pub async fn run(config: Config) -> Result<()> {
             ssd_bytes: c.ssd_bytes,
             chunk_size: c.chunk_size,
         };
-        let cache = ChunkCache::open(&cache_config).await.map_err(|e| anyhow::anyhow!("config table `cache`: {e}"))?;
+        let mut cache =
+            ChunkCache::open(&cache_config).await.map_err(|e| anyhow::anyhow!("config table `cache`: {e}"))?;
+        if c.pinned_bytes > 0 {
+            let dir = c.pinned_dir.clone().unwrap_or_else(|| config.data_dir.join("pinned"));
+            let pinned = PinnedStore::open(&dir, c.pinned_bytes)
+                .map_err(|e| anyhow::anyhow!("config field `cache.pinned_dir`: {}: {e}", dir.display()))?;
+            cache = cache.with_pinned(Arc::new(pinned));
+        }
         namespace = namespace.with_cache(CachePool::new(cache)).with_write_ingest(c.ingest_writes);
         for t in directory.list_tenants().await? {
             namespace.apply_cache_share(t.id, t.cache_share_bytes).await?;

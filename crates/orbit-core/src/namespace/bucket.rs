@@ -33,6 +33,7 @@ impl Namespace {
             home_site: self.site.clone(),
             backend: backend.to_owned(),
             cache: Default::default(),
+            pinned_prefixes: Vec::new(),
         };
         let key = bucket_key(tenant, name);
         let txn = Txn::new()
@@ -60,10 +61,24 @@ impl Namespace {
         name: &str,
         policy: crate::records::CachePolicy,
     ) -> Result<BucketRecord> {
+        self.update_bucket(tenant, name, |rec| {
+            rec.cache = policy;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Change a bucket's record with `change`, retried on a concurrent change.
+    pub(crate) async fn update_bucket(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        change: impl Fn(&mut BucketRecord) -> Result<()>,
+    ) -> Result<BucketRecord> {
         for _ in 0..MAX_CAS_RETRIES {
             let b = self.resolve_bucket(tenant, name).await?;
             let mut rec = b.record.clone();
-            rec.cache = policy;
+            change(&mut rec)?;
             let txn = Txn::new().require_equals(Table::Buckets, b.key.clone(), b.raw.clone()).put(
                 Table::Buckets,
                 b.key,

@@ -5,6 +5,7 @@ mod bucket;
 pub mod list;
 pub mod multipart;
 pub mod object;
+mod pin;
 mod read;
 mod warm;
 
@@ -48,6 +49,8 @@ impl Namespace {
 
     /// Serve reads through the chunk caches of the pool.
     pub fn with_cache(mut self, cache: CachePool) -> Self {
+        // Collected blobs leave the pinned tier too.
+        self.gc = self.gc.with_cache(cache.clone());
         self.cache = Some(cache);
         self
     }

@@ -448,7 +448,7 @@ impl Namespace {
     pub async fn get_object(&self, caller: &Caller, bucket: &str, key: &str, get: &GetObject) -> Result<ObjectBody> {
         let (b, record, range) = self.lookup(caller, bucket, key, get).await?;
         let span = range.clone().unwrap_or(0..record.size);
-        let stream = self.stream_range(&record, span, b.tenant_id, b.cache).await?;
+        let stream = self.stream_range(&record, span, b.tenant_id, b.chunk_policy(key)).await?;
         Ok(ObjectBody { record, range, stream })
     }
 

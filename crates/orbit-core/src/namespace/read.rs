@@ -2,7 +2,7 @@
 //! straight from the backend or through the chunk cache.
 
 use super::Namespace;
-use crate::records::{CachePolicy, ObjectRecord};
+use crate::records::ObjectRecord;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use orbit_backend::{Backend, BackendError, ByteStream};
@@ -74,11 +74,11 @@ impl Namespace {
         rec: &ObjectRecord,
         span: Range<u64>,
         owner: TenantId,
-        policy: CachePolicy,
+        policy: ChunkPolicy,
     ) -> Result<ByteStream> {
         let pieces = self.pieces(rec, &span)?;
         match self.cache_for(owner) {
-            Some(cache) => cached_stream(cache, pieces, policy.chunk_policy()).await,
+            Some(cache) => cached_stream(cache, pieces, policy).await,
             None => direct_stream(pieces).await,
         }
     }

@@ -15,7 +15,7 @@ impl Namespace {
         let b = self.resolve_bucket(tenant, bucket).await?;
         let Some((_, rec)) = self.read_object(b.record.id, key).await? else { return Ok(None) };
         // A prefetch is an explicit request to cache: admit on the first read.
-        let policy = crate::records::CachePolicy { admit_on_second_miss: false, ..b.record.cache };
+        let policy = orbit_cache::ChunkPolicy { admit_on_second_miss: false, ..b.record.chunk_policy(key) };
         let mut stream = self.stream_range(&rec, 0..rec.size, tenant, policy).await?;
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
