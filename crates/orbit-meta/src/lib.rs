@@ -14,6 +14,6 @@ mod redb_store;
 mod store;
 
 pub use memory::MemoryStore;
-pub use record::{decode, encode};
+pub use record::{DecodeCache, decode, encode};
 pub use redb_store::RedbStore;
 pub use store::{Condition, MetaError, MetaResult, MetaStore, MetaStoreExt, Op, Table, Txn, prefix_end};

@@ -31,3 +31,54 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> MetaResult<T> {
     }
     Ok(env.d)
 }
+
+/// Decoded records remembered by their stored bytes, for hot read paths: a
+/// record read again unchanged is cloned instead of parsed again. The stored
+/// bytes are always read and compared, so a changed record is never served
+/// from here; the cache only saves the decoding.
+pub struct DecodeCache<T> {
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (Vec<u8>, T)>>,
+    capacity: usize,
+}
+
+impl<T: Clone + DeserializeOwned> DecodeCache<T> {
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: Default::default(), capacity: capacity.max(1) }
+    }
+
+    /// The record stored under `key` as `raw`.
+    pub fn decode(&self, key: &[u8], raw: &[u8]) -> MetaResult<T> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, rec)) = entries.get(key)
+            && seen.as_slice() == raw
+        {
+            return Ok(rec.clone());
+        }
+        drop(entries);
+        let rec: T = decode(raw)?;
+        entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity && !entries.contains_key(key) {
+            // Crude but bounded: a full cache starts over.
+            entries.clear();
+        }
+        entries.insert(key.to_vec(), (raw.to_vec(), rec.clone()));
+        Ok(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_record_is_decoded_again() {
+        let cache = DecodeCache::<String>::new(2);
+        assert_eq!(cache.decode(b"k", &encode(&"one".to_owned())).unwrap(), "one");
+        assert_eq!(cache.decode(b"k", &encode(&"one".to_owned())).unwrap(), "one");
+        assert_eq!(cache.decode(b"k", &encode(&"two".to_owned())).unwrap(), "two");
+        for i in 0..5 {
+            assert_eq!(cache.decode(format!("k{i}").as_bytes(), &encode(&i.to_string())).unwrap(), i.to_string());
+        }
+        assert!(cache.decode(b"k", b"not json").is_err());
+    }
+}

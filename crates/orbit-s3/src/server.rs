@@ -10,7 +10,9 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use orbit_core::Namespace;
 use orbit_tenancy::Directory;
 use s3s::service::{S3Service, S3ServiceBuilder};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -38,9 +40,50 @@ pub struct S3Server {
     service: S3Service,
 }
 
-/// Counts and times every S3 request (to its response head) by method and status.
+/// Counts and times every S3 request (to its response head) by method and
+/// status. The metric handles are made once per (method, status), so the
+/// hot path neither allocates labels nor hashes them in the registry.
 #[derive(Clone)]
-struct Metered(S3Service);
+struct Metered {
+    service: S3Service,
+    handles: Arc<RwLock<HashMap<(http::Method, u16), RequestMetrics>>>,
+}
+
+#[derive(Clone)]
+struct RequestMetrics {
+    count: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl Metered {
+    fn new(service: S3Service) -> Self {
+        Self { service, handles: Arc::default() }
+    }
+}
+
+fn request_metrics(
+    handles: &RwLock<HashMap<(http::Method, u16), RequestMetrics>>,
+    method: &http::Method,
+    status: Option<u16>,
+) -> RequestMetrics {
+    // Status 0 stands for a connection-level error.
+    let key = (method.clone(), status.unwrap_or(0));
+    if let Some(m) = handles.read().ok().and_then(|h| h.get(&key).cloned()) {
+        return m;
+    }
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("status", status.map_or_else(|| "error".to_owned(), |s| s.to_string())),
+    ];
+    let m = RequestMetrics {
+        count: metrics::counter!("orbit_s3_requests_total", &labels),
+        seconds: metrics::histogram!("orbit_s3_request_seconds", &labels),
+    };
+    if let Ok(mut h) = handles.write() {
+        h.insert(key, m.clone());
+    }
+    m
+}
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
     type Response = <S3Service as hyper::service::Service<http::Request<hyper::body::Incoming>>>::Response;
@@ -48,18 +91,15 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
     type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
-        let method = req.method().as_str().to_owned();
+        let method = req.method().clone();
         let started = std::time::Instant::now();
-        let fut = hyper::service::Service::call(&self.0, req);
+        let fut = hyper::service::Service::call(&self.service, req);
+        let handles = self.handles.clone();
         Box::pin(async move {
             let resp = fut.await;
-            let status = match &resp {
-                Ok(r) => r.status().as_u16().to_string(),
-                Err(_) => "error".to_owned(),
-            };
-            let labels = [("method", method), ("status", status)];
-            metrics::counter!("orbit_s3_requests_total", &labels).increment(1);
-            metrics::histogram!("orbit_s3_request_seconds", &labels).record(started.elapsed().as_secs_f64());
+            let m = request_metrics(&handles, &method, resp.as_ref().ok().map(|r| r.status().as_u16()));
+            m.count.increment(1);
+            m.seconds.record(started.elapsed().as_secs_f64());
             resp
         })
     }
@@ -83,6 +123,7 @@ impl S3Server {
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(MAX_REQUEST_HEAD);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let metered = Metered::new(self.service.clone());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let stream = tokio::select! {
@@ -97,7 +138,7 @@ impl S3Server {
                 () = shutdown.as_mut() => break,
             };
             let _ = stream.set_nodelay(true);
-            let conn = conn_builder.serve_connection(TokioIo::new(stream), Metered(self.service.clone()));
+            let conn = conn_builder.serve_connection(TokioIo::new(stream), metered.clone());
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

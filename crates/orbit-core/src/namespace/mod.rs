@@ -10,10 +10,10 @@ mod read;
 mod warm;
 
 use crate::gc::Collector;
-use crate::records::{BucketRecord, bucket_key};
+use crate::records::{BucketRecord, ObjectRecord, bucket_key};
 use orbit_backend::{Backend, BackendSet};
 use orbit_cache::{CachePool, ChunkCache};
-use orbit_meta::{MetaStore, Table, decode};
+use orbit_meta::{DecodeCache, MetaStore, Table};
 use orbit_tenancy::{Caller, meta_error};
 use orbit_types::{BucketName, Error, Resource, Result, TenantId};
 use std::sync::Arc;
@@ -21,6 +21,9 @@ use std::time::Duration;
 
 /// How many times an operation re-reads and retries after losing a race.
 const MAX_CAS_RETRIES: usize = 16;
+/// Decoded bucket and object records kept for hot reads (see `DecodeCache`).
+const DECODED_BUCKETS: usize = 4096;
+const DECODED_OBJECTS: usize = 8192;
 
 #[derive(Clone)]
 pub struct Namespace {
@@ -31,6 +34,8 @@ pub struct Namespace {
     ingest_writes: bool,
     gc: Collector,
     site: String,
+    decoded_buckets: Arc<DecodeCache<BucketRecord>>,
+    decoded_objects: Arc<DecodeCache<ObjectRecord>>,
 }
 
 /// A bucket as read, with the exact stored bytes so a commit can require
@@ -44,7 +49,16 @@ pub(crate) struct ResolvedBucket {
 impl Namespace {
     pub fn new(meta: Arc<dyn MetaStore>, backends: BackendSet, site: impl Into<String>) -> Self {
         let gc = Collector::new(meta.clone(), backends.clone());
-        Self { meta, backends, cache: None, ingest_writes: false, gc, site: site.into() }
+        Self {
+            meta,
+            backends,
+            cache: None,
+            ingest_writes: false,
+            gc,
+            site: site.into(),
+            decoded_buckets: Arc::new(DecodeCache::new(DECODED_BUCKETS)),
+            decoded_objects: Arc::new(DecodeCache::new(DECODED_OBJECTS)),
+        }
     }
 
     /// Serve reads through the chunk caches of the pool.
@@ -110,7 +124,7 @@ impl Namespace {
         let key = bucket_key(tenant, &name);
         let raw =
             self.meta.get(Table::Buckets, &key).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Bucket))?;
-        let record = decode(&raw).map_err(meta_error)?;
+        let record = self.decoded_buckets.decode(&key, &raw).map_err(meta_error)?;
         Ok(ResolvedBucket { record, raw, key })
     }
 }

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest as _;
 use orbit_backend::{BackendError, ByteStream};
-use orbit_meta::{MetaError, Table, Txn, decode, encode};
+use orbit_meta::{MetaError, Table, Txn, encode};
 use orbit_tenancy::{Caller, meta_error};
 use orbit_types::{BucketId, Error, ObjectKey, Resource, Result, now_ms};
 use std::collections::BTreeMap;
@@ -308,9 +308,10 @@ impl Namespace {
     }
 
     pub(crate) async fn read_object(&self, bucket: BucketId, key: &str) -> Result<Option<(Vec<u8>, ObjectRecord)>> {
-        match self.meta.get(Table::Objects, &object_key(bucket, key)).await.map_err(meta_error)? {
+        let okey = object_key(bucket, key);
+        match self.meta.get(Table::Objects, &okey).await.map_err(meta_error)? {
             Some(raw) => {
-                let rec = decode(&raw).map_err(meta_error)?;
+                let rec = self.decoded_objects.decode(&okey, &raw).map_err(meta_error)?;
                 Ok(Some((raw, rec)))
             }
             None => Ok(None),

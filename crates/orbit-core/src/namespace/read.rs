@@ -133,11 +133,7 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolic
         }
     }
     let Some(blob) = reads.first().map(|r| r.blob.clone()) else { return Ok(futures::stream::empty().boxed()) };
-    // Polling the first chunk starts the next ones too: a cold read pays one
-    // round trip to the backend, not one per chunk.
-    let mut chunks =
-        futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), policy, r)).buffered(READ_AHEAD + 1);
-    let first = chunks.next().await.unwrap_or_else(|| Ok(Bytes::new())).map_err(|e| {
+    let first_error = |e: std::io::Error| {
         let missing = e
             .get_ref()
             .and_then(|i| i.downcast_ref::<BackendError>())
@@ -147,7 +143,18 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolic
         } else {
             Error::Unavailable(e.to_string())
         }
-    })?;
+    };
+    // Small objects and ranges are one chunk: no read-ahead machinery.
+    if reads.len() == 1 {
+        let read = reads.pop().expect("one read");
+        let only = read_chunk(cache, policy, read).await.map_err(first_error)?;
+        return Ok(futures::stream::once(futures::future::ready(Ok(only))).boxed());
+    }
+    // Polling the first chunk starts the next ones too: a cold read pays one
+    // round trip to the backend, not one per chunk.
+    let mut chunks =
+        futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), policy, r)).buffered(READ_AHEAD + 1);
+    let first = chunks.next().await.unwrap_or_else(|| Ok(Bytes::new())).map_err(first_error)?;
     Ok(futures::stream::once(async move { Ok(first) }).chain(chunks).boxed())
 }
 
