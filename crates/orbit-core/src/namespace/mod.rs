@@ -3,6 +3,7 @@
 
 mod bucket;
 pub mod list;
+mod mapped;
 pub mod multipart;
 pub mod object;
 mod read;
@@ -30,6 +31,8 @@ pub struct Namespace {
     ingest_writes: bool,
     gc: Collector,
     site: String,
+    /// Object metadata of mapped buckets, as their consistency modes allow.
+    mapped_meta: Arc<mapped::MetaCache>,
 }
 
 /// A bucket as read, with the exact stored bytes so a commit can require
@@ -43,7 +46,15 @@ pub(crate) struct ResolvedBucket {
 impl Namespace {
     pub fn new(meta: Arc<dyn MetaStore>, backends: BackendSet, site: impl Into<String>) -> Self {
         let gc = Collector::new(meta.clone(), backends.clone());
-        Self { meta, backends, cache: None, ingest_writes: false, gc, site: site.into() }
+        Self {
+            meta,
+            backends,
+            cache: None,
+            ingest_writes: false,
+            gc,
+            site: site.into(),
+            mapped_meta: Default::default(),
+        }
     }
 
     /// Serve reads through the chunk caches of the pool.
