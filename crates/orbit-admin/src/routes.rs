@@ -134,6 +134,9 @@ fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
         cache: cache_view(b.cache),
         home_site: b.home_site,
         created_ms: b.created_ms,
+        layout: if b.mapped.is_some() { "mapped" } else { "blob" }.into(),
+        location_prefix: b.mapped.as_ref().map(|m| m.prefix.clone()),
+        mode: b.mapped.as_ref().map(|m| m.mode.to_string()),
     }
 }
 
@@ -191,6 +194,7 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/tenants/{tenant}/buckets", post(create_bucket).get(list_buckets))
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}", delete(delete_bucket))
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/cache", axum::routing::put(set_bucket_cache))
+        .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/mode", axum::routing::put(set_bucket_mode))
         .route("/admin/v1/tenants/{tenant}/prefetch", post(start_prefetch).get(list_prefetch))
         .route("/admin/v1/tenants/{tenant}/prefetch/{id}", get(get_prefetch).delete(cancel_prefetch))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
@@ -238,6 +242,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         list_buckets,
         delete_bucket,
         set_bucket_cache,
+        set_bucket_mode,
         start_prefetch,
         list_prefetch,
         get_prefetch,
@@ -256,6 +261,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         NewAccessKey,
         Bucket,
         CreateBucket,
+        BucketMode,
         ErrorBody,
         ErrorDetail,
         WhoAmI
@@ -409,7 +415,18 @@ async fn create_bucket(
     Path(tenant): Path<String>,
     Body(body): Body<CreateBucket>,
 ) -> ApiResult<(StatusCode, Json<Bucket>)> {
-    let b = svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref()).await?;
+    let mode = body.mode.as_deref().map(str::parse::<orbit_core::Consistency>).transpose()?;
+    let b = match body.location_prefix.as_deref() {
+        Some(prefix) => {
+            svc.create_mapped_bucket(&c, &tenant, &body.name, body.backend.as_deref(), prefix, mode).await?
+        }
+        None if mode.is_some() => {
+            return Err(
+                Error::InvalidArgument("a mode applies only to a mapped bucket (give location_prefix)".into()).into()
+            );
+        }
+        None => svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref()).await?,
+    };
     Ok((StatusCode::CREATED, Json(bucket_view(&tenant, b))))
 }
 
@@ -505,6 +522,18 @@ async fn set_bucket_cache(
     }
     let policy = orbit_core::CachePolicy { admit_on_second_miss, ttl_secs: body.ttl_seconds };
     Ok(Json(bucket_view(&tenant, svc.set_cache_policy(&c, &tenant, &bucket, policy).await?)))
+}
+
+#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/buckets/{bucket}/mode", params(("tenant" = String, Path), ("bucket" = String, Path)),
+    request_body = BucketMode, responses((status = 200, body = Bucket), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_bucket_mode(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, bucket)): Path<(String, String)>,
+    Body(body): Body<BucketMode>,
+) -> ApiResult<Json<Bucket>> {
+    let mode: orbit_core::Consistency = body.mode.parse()?;
+    Ok(Json(bucket_view(&tenant, svc.set_bucket_mode(&c, &tenant, &bucket, mode).await?)))
 }
 
 #[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/cache-share", params(("tenant" = String, Path)), request_body = CacheShare,
