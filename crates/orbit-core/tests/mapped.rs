@@ -429,3 +429,19 @@ impl Backend for Switch {
         "switch".into()
     }
 }
+
+#[tokio::test]
+async fn prefetch_warms_mapped_objects_under_their_etag() {
+    use std::sync::atomic::Ordering;
+    let site = site(true).await;
+    let (_, c) = mapped(&site, "validate").await;
+    let data = pattern(200_000, 6);
+    write_directly(&site, "datasets/warm/a", &data).await;
+    assert_eq!(site.ns.warm_object(c.tenant_id, "dsets", "warm/a").await.unwrap(), Some(200_000));
+    assert_eq!(site.ns.warm_object(c.tenant_id, "dsets", "warm/missing").await.unwrap(), None);
+    // The read after it (HEAD, then the chunks of that ETag) misses nothing.
+    let cache = site.ns.cache().unwrap().for_owner(&c.tenant_id.to_string());
+    let misses = cache.stats().misses.load(Ordering::Relaxed);
+    assert_eq!(read(&site, &c, "warm/a", GetObject::default()).await.unwrap(), data);
+    assert_eq!(cache.stats().misses.load(Ordering::Relaxed), misses, "a warmed object is read from the cache");
+}

@@ -180,6 +180,23 @@ impl Namespace {
         Err(Error::Unavailable("the object kept changing while it was read, retry".into()))
     }
 
+    /// Read a whole mapped object through the chunk cache (prefetch jobs).
+    pub(crate) async fn mapped_warm(&self, b: &BucketRecord, m: &MappedLocation, key: &str) -> Result<Option<u64>> {
+        let meta = match self.mapped_head(b, m, key, false).await {
+            Ok(meta) => meta,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // A prefetch is an explicit request to cache: admit on the first read.
+        let policy = crate::records::CachePolicy { admit_on_second_miss: false, ..b.cache };
+        let mut stream = self.stream_mapped(b.tenant_id, policy, &b.backend, &meta, 0..meta.size).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            n += chunk.map_err(|e| Error::Unavailable(e.to_string()))?.len() as u64;
+        }
+        Ok(Some(n))
+    }
+
     /// Write the verified bytes of `staging` (a blob of Orbit's own area) to
     /// `<prefix>K`, then forget the staging blob. Staging first means a body
     /// that fails its length or digest checks never replaces the object.
