@@ -207,6 +207,12 @@ def test_writes_through_orbit_land_at_the_prefix(orbit, moto, tmp_path):
     assert md5_hex(lake.get_object(Bucket=LAKE, Key=prefix + "out/big.bin")["Body"].read()) == md5_hex(big)
     assert md5_hex(body(s3, bucket, "out/big.bin")) == md5_hex(big)
 
+    # Out of the mapped bucket into an Orbit-layout one, by aws-cli (UploadPartCopy above 8 MiB).
+    plain = unique("plain")
+    s3.create_bucket(Bucket=plain)
+    orbit.aws("s3", "cp", f"s3://{bucket}/out/big.bin", f"s3://{plain}/big.bin", creds=creds)
+    assert md5_hex(body(s3, plain, "big.bin")) == md5_hex(big)
+
     # Copy inside the bucket, and delete through Orbit.
     s3.copy_object(Bucket=bucket, Key="out/copy.bin", CopySource={"Bucket": bucket, "Key": "out/a.bin"})
     assert lake.get_object(Bucket=LAKE, Key=prefix + "out/copy.bin")["Body"].read() == data

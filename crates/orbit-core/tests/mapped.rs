@@ -445,3 +445,31 @@ async fn prefetch_warms_mapped_objects_under_their_etag() {
     assert_eq!(read(&site, &c, "warm/a", GetObject::default()).await.unwrap(), data);
     assert_eq!(cache.stats().misses.load(Ordering::Relaxed), misses, "a warmed object is read from the cache");
 }
+
+#[tokio::test]
+async fn parts_copy_from_a_mapped_source() {
+    let site = site(true).await;
+    let (_, c) = mapped(&site, "validate").await;
+    let data = pattern(6 << 20, 7);
+    write_directly(&site, "datasets/src", &data).await;
+    site.ns.create_bucket(&c, "plain").await.unwrap();
+    let up =
+        site.ns.create_upload(&c, "plain", "dst", Default::default(), Default::default(), None, None).await.unwrap();
+    let src = || CopySource { bucket: "dsets".into(), key: "src".into(), conditions: ReadConditions::default() };
+    let split = 5 << 20;
+    let ranges =
+        [ByteRange::FromTo { first: 0, last: Some(split - 1) }, ByteRange::FromTo { first: split, last: None }];
+    let mut parts = Vec::new();
+    for (i, r) in ranges.into_iter().enumerate() {
+        let n = i as u32 + 1;
+        let p = site.ns.upload_part_copy(&c, "plain", "dst", &up.id.to_string(), n, src(), Some(r)).await.unwrap();
+        parts.push(CompletedPart { number: n, etag: p.etag, checksum: None });
+    }
+    site.ns
+        .complete_upload(&c, "plain", "dst", &up.id.to_string(), parts, WriteConditions::default(), None)
+        .await
+        .unwrap();
+    let got = site.ns.get_object(&c, "plain", "dst", &GetObject::default()).await.unwrap();
+    let got: Vec<Bytes> = got.stream.try_collect().await.unwrap();
+    assert_eq!(got.concat(), data);
+}

@@ -180,6 +180,24 @@ impl Namespace {
         Err(Error::Unavailable("the object kept changing while it was read, retry".into()))
     }
 
+    /// Bytes `span` of a copy source as resolved (`source`), whichever its bucket's layout.
+    pub(crate) async fn copy_source_range(
+        &self,
+        b: &BucketRecord,
+        key: &str,
+        source: &ObjectRecord,
+        span: Range<u64>,
+    ) -> Result<orbit_backend::ByteStream> {
+        let Some(m) = &b.mapped else { return self.stream_range(source, span, b.tenant_id, b.cache).await };
+        let meta = self.mapped_head(b, m, key, false).await?;
+        if record_of(&meta).etag != source.etag {
+            return Err(Error::Unavailable("the copy source changed during the copy, retry".into()));
+        }
+        self.stream_mapped(b.tenant_id, b.cache, &b.backend, &meta, span)
+            .await
+            .map_err(|_| Error::Unavailable("the copy source changed or failed during the copy, retry".into()))
+    }
+
     /// Read a whole mapped object through the chunk cache (prefetch jobs).
     pub(crate) async fn mapped_warm(&self, b: &BucketRecord, m: &MappedLocation, key: &str) -> Result<Option<u64>> {
         let meta = match self.mapped_head(b, m, key, false).await {

@@ -249,7 +249,7 @@ impl Namespace {
         if span.end - span.start > MAX_PART_SIZE {
             return Err(Error::EntityTooLarge("a part is limited to 5 GiB".into()));
         }
-        let stream = self.stream_range(&source, span.clone(), source_bucket.tenant_id, source_bucket.cache).await?;
+        let stream = self.copy_source_range(&source_bucket, &src.key, &source, span.clone()).await?;
         let alg = up.record.checksum_algorithm;
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
         let expected = ExpectedChecksum { algorithm: alg, value: None, trailer: None };

@@ -498,8 +498,10 @@ impl Namespace {
         src: &CopySource,
     ) -> Result<(crate::records::BucketRecord, ObjectRecord)> {
         let sb = self.resolve_bucket(caller.tenant_id, &src.bucket).await?;
-        if sb.record.mapped.is_some() {
-            return Err(Error::InvalidRequest("copying a part from a mapped bucket is not supported yet".into()));
+        if let Some(m) = &sb.record.mapped {
+            let (_, rec, _) = self.mapped_lookup(&sb.record, m, &src.key, &GetObject::default()).await?;
+            check_read_conditions(&rec, &src.conditions, true)?;
+            return Ok((sb.record, rec));
         }
         let (_, rec) = self.read_object(sb.record.id, &src.key).await?.ok_or(Error::NotFound(Resource::Object))?;
         check_read_conditions(&rec, &src.conditions, true)?;
