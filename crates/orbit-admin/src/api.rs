@@ -73,6 +73,28 @@ pub struct Bucket {
     pub pinned_prefixes: Vec<String>,
     pub home_site: String,
     pub created_ms: i64,
+    /// `blob` (Orbit's own blobs; Orbit is the only writer) or `mapped`
+    /// (key K is the backend object `<location_prefix>K`, which others may write).
+    #[serde(default = "blob_layout")]
+    pub layout: String,
+    /// For a mapped bucket: where its objects live in the backend.
+    #[serde(default)]
+    pub location_prefix: Option<String>,
+    /// For a mapped bucket: `validate`, `ttl=<seconds>` or `exclusive`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+fn blob_layout() -> String {
+    "blob".into()
+}
+
+/// A mapped bucket's consistency mode.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BucketMode {
+    /// `validate` (every read checks the backend's ETag first), `ttl=<seconds>`
+    /// (object metadata reused for at most that long) or `exclusive` (Orbit is the only writer).
+    pub mode: String,
 }
 
 /// Pin a prefix of a bucket (the empty prefix pins the whole bucket).
@@ -133,6 +155,13 @@ pub struct CreateBucket {
     /// A backend configured on the site (default: `default`, the local one).
     #[serde(default)]
     pub backend: Option<String>,
+    /// Map the bucket onto this existing location of the backend (operators
+    /// only): key K is the object `<prefix>/K`, which other tools may write too.
+    #[serde(default)]
+    pub location_prefix: Option<String>,
+    /// For a mapped bucket: `validate` (default), `ttl=<seconds>` or `exclusive`.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// Start a prefetch job: a prefix, or a manifest of keys (one or the other).

@@ -151,8 +151,34 @@ impl AdminClient {
     }
 
     pub async fn create_bucket(&self, tenant: &str, name: &str, backend: Option<&str>) -> Result<Bucket, ClientError> {
-        let body = CreateBucket { name: name.into(), backend: backend.map(Into::into) };
+        let body =
+            CreateBucket { name: name.into(), backend: backend.map(Into::into), location_prefix: None, mode: None };
         self.post(&format!("/admin/v1/tenants/{}/buckets", seg(tenant)), &body).await
+    }
+
+    /// Create a bucket over an existing location of a backend (operators only).
+    pub async fn create_mapped_bucket(
+        &self,
+        tenant: &str,
+        name: &str,
+        backend: Option<&str>,
+        location_prefix: &str,
+        mode: Option<&str>,
+    ) -> Result<Bucket, ClientError> {
+        let body = CreateBucket {
+            name: name.into(),
+            backend: backend.map(Into::into),
+            location_prefix: Some(location_prefix.into()),
+            mode: mode.map(Into::into),
+        };
+        self.post(&format!("/admin/v1/tenants/{}/buckets", seg(tenant)), &body).await
+    }
+
+    pub async fn set_bucket_mode(&self, tenant: &str, bucket: &str, mode: &str) -> Result<Bucket, ClientError> {
+        let path = format!("/admin/v1/tenants/{}/buckets/{}/mode", seg(tenant), seg(bucket));
+        self.call::<Bucket>(Method::PUT, &path, Some(&BucketMode { mode: mode.into() }))
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
     }
 
     pub async fn list_buckets(&self, tenant: &str) -> Result<Vec<Bucket>, ClientError> {

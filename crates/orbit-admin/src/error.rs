@@ -20,6 +20,7 @@ impl From<Error> for ApiError {
         match e {
             Error::NotFound(_) => ApiError(StatusCode::NOT_FOUND, "NotFound", msg),
             Error::AlreadyExists(_) => ApiError(StatusCode::CONFLICT, "Conflict", msg),
+            Error::Conflict(_) => ApiError(StatusCode::CONFLICT, "Conflict", msg),
             Error::NotEmpty(_) => {
                 ApiError(StatusCode::CONFLICT, "NotEmpty", format!("{msg}; use force to delete its contents too"))
             }

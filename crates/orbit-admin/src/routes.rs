@@ -135,6 +135,9 @@ fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
         pinned_prefixes: b.pinned_prefixes,
         home_site: b.home_site,
         created_ms: b.created_ms,
+        layout: if b.mapped.is_some() { "mapped" } else { "blob" }.into(),
+        location_prefix: b.mapped.as_ref().map(|m| m.prefix.clone()),
+        mode: b.mapped.as_ref().map(|m| m.mode.to_string()),
     }
 }
 
@@ -194,6 +197,7 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/cache", axum::routing::put(set_bucket_cache))
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/pins", post(pin_prefix).delete(unpin_prefix))
         .route("/admin/v1/tenants/{tenant}/cache", get(tenant_cache))
+        .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/mode", axum::routing::put(set_bucket_mode))
         .route("/admin/v1/tenants/{tenant}/prefetch", post(start_prefetch).get(list_prefetch))
         .route("/admin/v1/tenants/{tenant}/prefetch/{id}", get(get_prefetch).delete(cancel_prefetch))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
@@ -244,6 +248,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         pin_prefix,
         unpin_prefix,
         tenant_cache,
+        set_bucket_mode,
         start_prefetch,
         list_prefetch,
         get_prefetch,
@@ -266,6 +271,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         NewAccessKey,
         Bucket,
         CreateBucket,
+        BucketMode,
         ErrorBody,
         ErrorDetail,
         WhoAmI
@@ -419,7 +425,18 @@ async fn create_bucket(
     Path(tenant): Path<String>,
     Body(body): Body<CreateBucket>,
 ) -> ApiResult<(StatusCode, Json<Bucket>)> {
-    let b = svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref()).await?;
+    let mode = body.mode.as_deref().map(str::parse::<orbit_core::Consistency>).transpose()?;
+    let b = match body.location_prefix.as_deref() {
+        Some(prefix) => {
+            svc.create_mapped_bucket(&c, &tenant, &body.name, body.backend.as_deref(), prefix, mode).await?
+        }
+        None if mode.is_some() => {
+            return Err(
+                Error::InvalidArgument("a mode applies only to a mapped bucket (give location_prefix)".into()).into()
+            );
+        }
+        None => svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref()).await?,
+    };
     Ok((StatusCode::CREATED, Json(bucket_view(&tenant, b))))
 }
 
@@ -560,6 +577,18 @@ async fn tenant_cache(
         miss_bytes: f.miss_bytes,
         hit_ratio: (reads > 0).then(|| hits as f64 / reads as f64),
     }))
+}
+
+#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/buckets/{bucket}/mode", params(("tenant" = String, Path), ("bucket" = String, Path)),
+    request_body = BucketMode, responses((status = 200, body = Bucket), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_bucket_mode(
+    State(svc): State<AdminService>,
+    Extension(c): Extension<Caller>,
+    Path((tenant, bucket)): Path<(String, String)>,
+    Body(body): Body<BucketMode>,
+) -> ApiResult<Json<Bucket>> {
+    let mode: orbit_core::Consistency = body.mode.parse()?;
+    Ok(Json(bucket_view(&tenant, svc.set_bucket_mode(&c, &tenant, &bucket, mode).await?)))
 }
 
 #[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/cache-share", params(("tenant" = String, Path)), request_body = CacheShare,

@@ -1,6 +1,6 @@
 //! The behaviour every [`Backend`] must show, run against each implementation.
 
-use crate::{Backend, BackendError, ByteStream, ObjectStoreBackend};
+use crate::{Backend, BackendError, BackendExt, ByteStream, ListRequest, ObjectStoreBackend};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
@@ -56,6 +56,94 @@ async fn run_all(b: &dyn Backend) {
     // Empty blobs exist and read back empty.
     b.put("t/empty", stream_of(vec![])).await.unwrap();
     assert!(read_all(b, "t/empty", None).await.is_empty());
+
+    describe_and_read_conditionally(b).await;
+    list_pages(b).await;
+}
+
+/// `head` and `get_if`: what mapped buckets build on when others write too.
+async fn describe_and_read_conditionally(b: &dyn Backend) {
+    let one = pattern(3000);
+    b.put("h/obj", stream_of(vec![one.clone()])).await.unwrap();
+    let m = b.head("h/obj").await.unwrap();
+    assert_eq!((m.path.as_str(), m.size), ("h/obj", 3000));
+    assert!(m.last_modified_ms > 1_600_000_000_000, "last-modified in ms since the epoch");
+    let etag = m.etag.clone().expect("every backend gives an ETag");
+    assert!(matches!(b.head("h/missing").await, Err(BackendError::NotFound(_))));
+    assert_eq!(b.head_opt("h/missing").await.unwrap(), None);
+
+    let read_if = |range, etag: String| async move {
+        let s = b.get_if("h/obj", range, &etag).await?;
+        let parts: Vec<bytes::Bytes> = s.try_collect().await.map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        Ok::<_, BackendError>(parts.concat())
+    };
+    assert_eq!(read_if(Some(10..20), etag.clone()).await.unwrap(), one[10..20]);
+    assert_eq!(read_if(None, etag.clone()).await.unwrap(), one);
+
+    // Overwritten by someone else: the old ETag no longer reads, the new one does.
+    let two: Vec<u8> = pattern(3000).into_iter().map(|x| x ^ 0xff).collect();
+    b.put("h/obj", stream_of(vec![two.clone()])).await.unwrap();
+    let m2 = b.head("h/obj").await.unwrap();
+    assert_ne!(m2.etag, Some(etag.clone()), "an overwrite changes the ETag");
+    assert!(matches!(read_if(Some(10..20), etag.clone()).await, Err(BackendError::Changed(_))));
+    assert_eq!(read_if(Some(10..20), m2.etag.clone().unwrap()).await.unwrap(), two[10..20]);
+    // Deleted: either answer says "not that version" (Azure answers If-Match on a missing blob with 412).
+    b.delete("h/obj").await.unwrap();
+    assert!(matches!(read_if(Some(0..1), etag).await, Err(BackendError::NotFound(_) | BackendError::Changed(_))));
+}
+
+/// Listings by string prefix, with and without the `/` delimiter, paged.
+async fn list_pages(b: &dyn Backend) {
+    for p in ["l/a/1", "l/a/2", "l/b", "l/c/x", "l/cz", "l/d"] {
+        b.put(p, stream_of(vec![p.as_bytes().to_vec()])).await.unwrap();
+    }
+    let list = |prefix: &str, delimiter: bool, after: Option<&str>, max: usize| {
+        let req = ListRequest { prefix: prefix.into(), delimiter, start_after: after.map(Into::into), max };
+        async move { b.list(&req).await.unwrap() }
+    };
+    let names = |l: &crate::BlobList| l.objects.iter().map(|m| m.path.clone()).collect::<Vec<_>>();
+
+    let l = list("l/", true, None, 100).await;
+    assert_eq!(names(&l), ["l/b", "l/cz", "l/d"]);
+    assert_eq!(l.common_prefixes, ["l/a/", "l/c/"]);
+    assert!(!l.truncated);
+    assert_eq!(l.objects[0].size, 3);
+    assert!(l.objects[0].etag.is_some());
+
+    // A prefix that ends inside a segment matches by string, as S3 does.
+    let l = list("l/c", true, None, 100).await;
+    assert_eq!((names(&l), l.common_prefixes), (vec!["l/cz".to_owned()], vec!["l/c/".to_owned()]));
+
+    let l = list("l/", false, None, 100).await;
+    assert_eq!(names(&l), ["l/a/1", "l/a/2", "l/b", "l/c/x", "l/cz", "l/d"]);
+
+    // Pages: a marker resumes strictly after itself, prefixes count as entries.
+    let l = list("l/", false, None, 2).await;
+    assert_eq!((names(&l), l.truncated), (vec!["l/a/1".to_owned(), "l/a/2".to_owned()], true));
+    let l = list("l/", false, Some("l/a/2"), 3).await;
+    assert_eq!((names(&l), l.truncated), (vec!["l/b".to_owned(), "l/c/x".to_owned(), "l/cz".to_owned()], true));
+    let l = list("l/", true, None, 2).await;
+    assert_eq!(
+        (names(&l), l.common_prefixes.clone(), l.truncated),
+        (vec!["l/b".to_owned()], vec!["l/a/".to_owned()], true)
+    );
+    let l = list("l/", true, Some("l/b"), 10).await;
+    assert_eq!(
+        (names(&l), l.common_prefixes, l.truncated),
+        (vec!["l/cz".to_owned(), "l/d".to_owned()], vec!["l/c/".to_owned()], false)
+    );
+    let l = list("l/a/1x", false, None, 10).await;
+    assert!(l.objects.is_empty() && l.common_prefixes.is_empty());
+    assert!(list("nothing/here/", true, None, 10).await.objects.is_empty());
+}
+
+#[test]
+fn paths_a_backend_cannot_hold_are_named() {
+    assert!(crate::check_path("a/b.txt").is_ok());
+    assert!(crate::check_path("a b/ü/x~y").is_ok());
+    for bad in ["", "/a", "a/", "a//b", "./a", "a/../b", "a\x01b"] {
+        assert!(crate::check_path(bad).is_err(), "{bad:?} must be refused");
+    }
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 //! Object storage behind one small trait.
 //!
 //! A backend stores immutable blobs under paths that Orbit chooses (never an
-//! S3 key), so it needs only four verbs. Every implementation goes through
-//! the object_store crate and passes the same conformance suite.
+//! S3 key), or, for a mapped bucket, objects under `<prefix><key>` that other
+//! tools may write too, which is why it can also describe (`head`), list and
+//! read conditionally. Every implementation goes through the object_store
+//! crate and passes the same conformance suite.
 
 #[cfg(test)]
 mod conformance;
@@ -11,7 +13,7 @@ mod object_store_backend;
 mod set;
 
 pub use metered::MeteredBackend;
-pub use object_store_backend::{AzureOptions, GcsOptions, ObjectStoreBackend, S3Options};
+pub use object_store_backend::{AzureOptions, GcsOptions, ObjectStoreBackend, S3Options, check_path};
 pub use set::BackendSet;
 
 use async_trait::async_trait;
@@ -33,6 +35,40 @@ pub enum BackendError {
     /// The backend failed or could not be reached; a retry may succeed.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// A conditional read found another version of the object than the one asked for.
+    #[error("object changed: {0}")]
+    Changed(String),
+}
+
+/// What a backend says about one stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub path: String,
+    pub size: u64,
+    /// As the store reports it (S3 quotes it); compare it only with what the same store said.
+    pub etag: Option<String>,
+    pub version: Option<String>,
+    pub last_modified_ms: i64,
+}
+
+/// One page of a listing. Prefixes are plain string prefixes, as in S3.
+#[derive(Clone, Debug, Default)]
+pub struct ListRequest {
+    pub prefix: String,
+    /// Group keys by the next `/` after the prefix (the only delimiter object stores share).
+    pub delimiter: bool,
+    /// List paths strictly after this one.
+    pub start_after: Option<String>,
+    pub max: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlobList {
+    pub objects: Vec<BlobMeta>,
+    /// Each ends with `/`.
+    pub common_prefixes: Vec<String>,
+    /// More entries follow the last one returned.
+    pub truncated: bool,
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
@@ -47,6 +83,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Read the blob, or the byte range of it.
     async fn get(&self, path: &str, range: Option<Range<u64>>) -> BackendResult<ByteStream>;
 
+    /// Read the range of the object only while its ETag is still `etag`;
+    /// otherwise [`BackendError::Changed`], so one response never mixes versions.
+    async fn get_if(&self, path: &str, range: Option<Range<u64>>, etag: &str) -> BackendResult<ByteStream>;
+
+    /// Size, ETag, version and modification time of the object at `path`.
+    async fn head(&self, path: &str) -> BackendResult<BlobMeta>;
+
+    /// One page of the objects whose paths start with `req.prefix`, in path order.
+    async fn list(&self, req: &ListRequest) -> BackendResult<BlobList>;
+
     /// Remove the blob; removing a missing blob is not an error.
     async fn delete(&self, path: &str) -> BackendResult<()>;
 
@@ -56,3 +102,18 @@ pub trait Backend: Send + Sync + 'static {
     /// A short description for logs (`local:/var/lib/orbit/objects`, `memory`).
     fn describe(&self) -> String;
 }
+
+/// Conveniences over any [`Backend`], so that wrappers only implement the trait's verbs.
+#[async_trait]
+pub trait BackendExt: Backend {
+    /// `head`, with a missing object as `None`.
+    async fn head_opt(&self, path: &str) -> BackendResult<Option<BlobMeta>> {
+        match self.head(path).await {
+            Ok(m) => Ok(Some(m)),
+            Err(BackendError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<T: Backend + ?Sized> BackendExt for T {}

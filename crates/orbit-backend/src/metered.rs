@@ -1,4 +1,4 @@
-use crate::{Backend, BackendError, BackendResult, ByteStream};
+use crate::{Backend, BackendError, BackendResult, BlobList, BlobMeta, ByteStream, ListRequest};
 use async_trait::async_trait;
 use std::ops::Range;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ impl MeteredBackend {
             Err(BackendError::NotFound(_)) => "not_found",
             Err(BackendError::Input(_)) => "input_error",
             Err(BackendError::Unavailable(_)) => "error",
+            Err(BackendError::Changed(_)) => "changed",
         };
         let labels = [("backend", self.name.clone()), ("op", op.to_owned()), ("outcome", outcome.to_owned())];
         metrics::counter!("orbit_backend_requests_total", &labels).increment(1);
@@ -51,6 +52,31 @@ impl Backend for MeteredBackend {
         }
         let r = self.inner.get(path, range).await;
         self.record("get", t, &r);
+        r
+    }
+
+    async fn get_if(&self, path: &str, range: Option<Range<u64>>, etag: &str) -> BackendResult<ByteStream> {
+        let t = Instant::now();
+        if let Some(r) = &range {
+            metrics::counter!("orbit_backend_bytes_requested_total", "backend" => self.name.clone())
+                .increment(r.end.saturating_sub(r.start));
+        }
+        let r = self.inner.get_if(path, range, etag).await;
+        self.record("get", t, &r);
+        r
+    }
+
+    async fn head(&self, path: &str) -> BackendResult<BlobMeta> {
+        let t = Instant::now();
+        let r = self.inner.head(path).await;
+        self.record("head", t, &r);
+        r
+    }
+
+    async fn list(&self, req: &ListRequest) -> BackendResult<BlobList> {
+        let t = Instant::now();
+        let r = self.inner.list(req).await;
+        self.record("list", t, &r);
         r
     }
 

@@ -1,4 +1,4 @@
-use crate::{Backend, BackendError, BackendResult, ByteStream};
+use crate::{Backend, BackendError, BackendResult, BlobList, BlobMeta, ByteStream, ListRequest};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -78,6 +78,8 @@ fn remote_retry() -> RetryConfig {
 pub struct ObjectStoreBackend {
     store: Arc<dyn ObjectStore>,
     description: String,
+    /// The store lists in path order (object stores do; a local directory does not).
+    sorted_listing: bool,
 }
 
 impl ObjectStoreBackend {
@@ -86,12 +88,12 @@ impl ObjectStoreBackend {
         std::fs::create_dir_all(root).map_err(|e| BackendError::Unavailable(format!("{}: {e}", root.display())))?;
         let fs =
             LocalFileSystem::new_with_prefix(root).map_err(unavailable)?.with_fsync(true).with_automatic_cleanup(true);
-        Ok(Self { store: Arc::new(fs), description: format!("local:{}", root.display()) })
+        Ok(Self { store: Arc::new(fs), description: format!("local:{}", root.display()), sorted_listing: false })
     }
 
     /// Blobs held in memory: for tests and throwaway servers.
     pub fn memory() -> Self {
-        Self { store: Arc::new(InMemory::new()), description: "memory".into() }
+        Self { store: Arc::new(InMemory::new()), description: "memory".into(), sorted_listing: true }
     }
 
     /// An S3-compatible bucket, optionally under a key prefix.
@@ -148,21 +150,49 @@ impl ObjectStoreBackend {
             Some(p) => Self {
                 store: Arc::new(PrefixStore::new(store, p.to_owned())),
                 description: format!("{description}/{p}"),
+                sorted_listing: true,
             },
-            None => Self { store, description },
+            None => Self { store, description, sorted_listing: true },
         }
     }
 
     /// Any other object_store implementation.
     pub fn from_store(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
-        Self { store, description: description.into() }
+        Self { store, description: description.into(), sorted_listing: false }
     }
 }
 
 fn unavailable(e: object_store::Error) -> BackendError {
     match e {
         object_store::Error::NotFound { path, .. } => BackendError::NotFound(path),
+        object_store::Error::Precondition { path, .. } => BackendError::Changed(path),
         other => BackendError::Unavailable(other.to_string()),
+    }
+}
+
+/// Whether `path` can name an object in every backend exactly as written:
+/// object_store refuses empty segments (`a//b`, a leading or trailing `/`),
+/// `.` and `..` segments and control characters. The reason when not.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("an empty path".into());
+    }
+    match Path::parse(path) {
+        Ok(p) if p.as_ref() == path => Ok(()),
+        Ok(_) => Err("a leading or trailing `/` (an empty path segment)".into()),
+        Err(object_store::path::Error::EmptySegment { .. }) => Err("an empty path segment (`//`)".into()),
+        Err(object_store::path::Error::BadSegment { source, .. }) => Err(source.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn meta_of(m: object_store::ObjectMeta) -> BlobMeta {
+    BlobMeta {
+        path: m.location.to_string(),
+        size: m.size,
+        etag: m.e_tag,
+        version: m.version,
+        last_modified_ms: m.last_modified.timestamp_millis(),
     }
 }
 
@@ -226,6 +256,93 @@ impl Backend for ObjectStoreBackend {
             GetResultPayload::File(file, _) => Ok(read_file_blocks(file, byte_range)),
             GetResultPayload::Stream(_) => Ok(result.into_stream().map_err(std::io::Error::other).boxed()),
         }
+    }
+
+    async fn get_if(&self, path: &str, range: Option<Range<u64>>, etag: &str) -> BackendResult<ByteStream> {
+        let location = parse_path(path)?;
+        // An empty range still checks the condition (a HEAD with If-Match).
+        let head = range.as_ref().is_some_and(|r| r.is_empty());
+        let options = GetOptions {
+            range: range.filter(|r| !r.is_empty()).map(GetRange::Bounded),
+            if_match: Some(etag.to_owned()),
+            head,
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&location, options).await.map_err(unavailable)?;
+        if head {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let byte_range = result.range.clone();
+        match result.payload {
+            GetResultPayload::File(file, _) => Ok(read_file_blocks(file, byte_range)),
+            GetResultPayload::Stream(_) => Ok(result.into_stream().map_err(std::io::Error::other).boxed()),
+        }
+    }
+
+    async fn head(&self, path: &str) -> BackendResult<BlobMeta> {
+        let location = parse_path(path)?;
+        self.store.head(&location).await.map(meta_of).map_err(unavailable)
+    }
+
+    async fn list(&self, req: &ListRequest) -> BackendResult<BlobList> {
+        // object_store lists whole path segments while S3 prefixes are plain
+        // strings: list the deepest directory the prefix names, then filter.
+        let dir = req.prefix.rfind('/').map_or("", |i| &req.prefix[..i]);
+        let dir_path = if dir.is_empty() {
+            None
+        } else {
+            match check_path(dir) {
+                Ok(()) => Some(parse_path(dir)?),
+                // No object can live under a path that cannot be written.
+                Err(_) => return Ok(BlobList::default()),
+            }
+        };
+        let after = req.start_after.as_deref().filter(|a| *a >= req.prefix.as_str());
+        let wanted = |name: &str| name.starts_with(&req.prefix) && after.is_none_or(|a| name > a);
+        let mut entries: Vec<(String, Option<BlobMeta>)> = Vec::new();
+        if req.delimiter {
+            let r = self.store.list_with_delimiter(dir_path.as_ref()).await.map_err(unavailable)?;
+            for p in r.common_prefixes {
+                let name = format!("{p}/");
+                // A start-after inside a common prefix sorts after it, so skips it whole.
+                if wanted(&name) {
+                    entries.push((name, None));
+                }
+            }
+            entries.extend(
+                r.objects.into_iter().map(meta_of).filter(|m| wanted(&m.path)).map(|m| (m.path.clone(), Some(m))),
+            );
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            let offset = after.filter(|a| check_path(a).is_ok()).and_then(|a| Path::parse(a).ok());
+            let mut stream = match &offset {
+                Some(o) => self.store.list_with_offset(dir_path.as_ref(), o),
+                None => self.store.list(dir_path.as_ref()),
+            };
+            while let Some(m) = stream.next().await {
+                let m = meta_of(m.map_err(unavailable)?);
+                if wanted(&m.path) {
+                    entries.push((m.path.clone(), Some(m)));
+                }
+                // A sorted store can stop once the page and one more entry are known.
+                if self.sorted_listing && entries.len() > req.max {
+                    break;
+                }
+            }
+            if !self.sorted_listing {
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+        }
+        let truncated = entries.len() > req.max;
+        entries.truncate(req.max);
+        let mut out = BlobList { truncated, ..Default::default() };
+        for (name, meta) in entries {
+            match meta {
+                Some(m) => out.objects.push(m),
+                None => out.common_prefixes.push(name),
+            }
+        }
+        Ok(out)
     }
 
     async fn delete(&self, path: &str) -> BackendResult<()> {

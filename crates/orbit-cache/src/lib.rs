@@ -402,8 +402,10 @@ impl ChunkCache {
         self.inner.insert(key(blob, index), seal(data));
     }
 
-    #[cfg(test)]
-    fn insert_unsealed(&self, blob: &str, index: u64, raw: Bytes) {
+    /// Store raw bytes as the sealed copy, to test that damaged copies are
+    /// refetched (the `test-util` feature offers it to other crates' tests).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn insert_unsealed(&self, blob: &str, index: u64, raw: Bytes) {
         self.inner.insert(key(blob, index), raw);
     }
 

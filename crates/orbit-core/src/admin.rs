@@ -187,6 +187,38 @@ impl AdminService {
         self.ns.create_bucket_in(t.id, &t.name, &BucketName::new(name)?, backend).await
     }
 
+    /// Create a bucket of a tenant over an existing location of a backend
+    /// (`<prefix>K` holds key K). Only an operator may: a mapping reaches
+    /// whatever the location holds, whoever wrote it.
+    pub async fn create_mapped_bucket(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        name: &str,
+        backend: Option<&str>,
+        prefix: &str,
+        mode: Option<crate::layout::Consistency>,
+    ) -> Result<BucketRecord> {
+        authorize_admin(caller, AdminAction::ManageTenants)?;
+        let t = self.target(caller, tenant).await?;
+        let backend = backend.unwrap_or(orbit_backend::BackendSet::DEFAULT);
+        let mode = mode.unwrap_or(crate::layout::Consistency::Validate);
+        self.ns.create_mapped_bucket_in(t.id, &t.name, &BucketName::new(name)?, backend, prefix, mode).await
+    }
+
+    /// Change a mapped bucket's consistency mode (how stale its reads may be).
+    pub async fn set_bucket_mode(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        name: &str,
+        mode: crate::layout::Consistency,
+    ) -> Result<BucketRecord> {
+        let t = self.target(caller, tenant).await?;
+        authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
+        self.ns.set_mapped_mode(t.id, name, mode).await
+    }
+
     pub async fn list_buckets(&self, caller: &Caller, tenant: &str) -> Result<Vec<BucketRecord>> {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ReadTenant(t.id))?;

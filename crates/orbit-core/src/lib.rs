@@ -6,12 +6,14 @@
 pub mod admin;
 pub mod checksum;
 mod gc;
+pub mod layout;
 pub mod namespace;
 pub mod prefetch;
 pub mod records;
 
 pub use admin::AdminService;
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
+pub use layout::{Consistency, MappedLocation};
 pub use namespace::Namespace;
 pub use namespace::list::{ListPage, ListQuery};
 pub use namespace::multipart::{CompletedPart, PartsPage, UploadsPage};

@@ -39,6 +39,10 @@ pub struct BucketRecord {
     pub backend: String,
     #[serde(default)]
     pub cache: CachePolicy,
+    /// Set for a mapped bucket (objects at `<prefix>K` of the backend); absent
+    /// for Orbit's own blob layout, which is what older records decode as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped: Option<crate::layout::MappedLocation>,
     /// Key prefixes whose chunks stay in the site's pinned cache tier.
     #[serde(default)]
     pub pinned_prefixes: Vec<String>,

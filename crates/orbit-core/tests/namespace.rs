@@ -497,6 +497,30 @@ impl Backend for Switchable {
         }
         self.inner.get(path, range).await
     }
+    async fn get_if(
+        &self,
+        path: &str,
+        range: Option<std::ops::Range<u64>>,
+        etag: &str,
+    ) -> orbit_backend::BackendResult<ByteStream> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(orbit_backend::BackendError::Unavailable("switched off".into()));
+        }
+        self.inner.get_if(path, range, etag).await
+    }
+    async fn head(&self, path: &str) -> orbit_backend::BackendResult<orbit_backend::BlobMeta> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(orbit_backend::BackendError::Unavailable("switched off".into()));
+        }
+        self.inner.head(path).await
+    }
+    async fn list(&self, req: &orbit_backend::ListRequest) -> orbit_backend::BackendResult<orbit_backend::BlobList> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(orbit_backend::BackendError::Unavailable("switched off".into()));
+        }
+        self.inner.list(req).await
+    }
     async fn delete(&self, path: &str) -> orbit_backend::BackendResult<()> {
         self.inner.delete(path).await
     }

@@ -31,10 +31,12 @@ pub enum Table {
     Settings,
     /// tenant id ++ job id -> background job record (prefetch jobs)
     Jobs,
+    /// backend name -> the locations of that backend mapped by buckets (mapped layout)
+    Mappings,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Tenants,
         Table::TenantNames,
         Table::Users,
@@ -48,6 +50,7 @@ impl Table {
         Table::Gc,
         Table::Settings,
         Table::Jobs,
+        Table::Mappings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Table {
             Table::Gc => "gc",
             Table::Settings => "settings",
             Table::Jobs => "jobs",
+            Table::Mappings => "mappings",
         }
     }
 }

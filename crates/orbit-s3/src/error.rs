@@ -19,6 +19,7 @@ pub(crate) fn s3_error(e: Error) -> S3Error {
             "Your previous request to create the named bucket succeeded and you already own it.".into(),
         ),
         Error::AlreadyExists(_) => (S3ErrorCode::InvalidRequest, e.to_string()),
+        Error::Conflict(m) => (S3ErrorCode::OperationAborted, m.clone()),
         Error::NotEmpty(_) => (S3ErrorCode::BucketNotEmpty, "The bucket you tried to delete is not empty".into()),
         Error::InvalidName(n) if n.what == "bucket name" => (S3ErrorCode::InvalidBucketName, n.to_string()),
         Error::InvalidName(n) if n.too_long => {

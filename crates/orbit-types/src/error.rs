@@ -39,6 +39,9 @@ pub enum Error {
     AlreadyExists(Resource),
     #[error("the {0} is not empty")]
     NotEmpty(Resource),
+    /// The request would contradict existing state (a mapped location that overlaps another).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     InvalidName(#[from] InvalidName),
     #[error("{0}")]

@@ -187,6 +187,14 @@ pub enum BucketCmd {
         /// Backend to keep the bucket's bytes in (as named in the site's config).
         #[arg(long)]
         backend: Option<String>,
+        /// Map the bucket onto this existing location of the backend (operators only):
+        /// key K is the backend object `<prefix>/K`, which other tools may also write.
+        #[arg(long)]
+        location_prefix: Option<String>,
+        /// For a mapped bucket: validate (default; every read checks the backend first),
+        /// ttl=<seconds> (reads may be that stale) or exclusive (Orbit is the only writer).
+        #[arg(long, requires = "location_prefix")]
+        mode: Option<String>,
     },
     List {
         #[arg(long)]
@@ -203,6 +211,13 @@ pub enum BucketCmd {
         /// Re-read cached data older than this many seconds (default: no limit).
         #[arg(long)]
         ttl: Option<u64>,
+    },
+    /// Set a mapped bucket's consistency mode: validate, ttl=<seconds> or exclusive.
+    Mode {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+        mode: String,
     },
     /// Delete a bucket; a non-empty one needs --force, which deletes its objects.
     Delete {
@@ -508,19 +523,44 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
         AdminCommand::Bucket { cmd } => {
             let c = conn.client()?;
             match cmd {
-                BucketCmd::Create { tenant, name, backend } => {
+                BucketCmd::Create { tenant, name, backend, location_prefix: None, .. } => {
                     let b = c.create_bucket(&tenant, &name, backend.as_deref()).await?;
                     emit(conn.output, &b, || {
                         println!("created bucket {} in tenant {} on backend {}", b.name, b.tenant, b.backend)
                     })
                 }
+                BucketCmd::Create { tenant, name, backend, location_prefix: Some(prefix), mode } => {
+                    let b =
+                        c.create_mapped_bucket(&tenant, &name, backend.as_deref(), &prefix, mode.as_deref()).await?;
+                    emit(conn.output, &b, || {
+                        println!(
+                            "created bucket {} in tenant {}, mapped onto {}:{} ({})",
+                            b.name,
+                            b.tenant,
+                            b.backend,
+                            b.location_prefix.as_deref().unwrap_or_default(),
+                            b.mode.as_deref().unwrap_or_default()
+                        )
+                    })
+                }
+                BucketCmd::Mode { tenant, name, mode } => {
+                    let b = c.set_bucket_mode(&tenant, &name, &mode).await?;
+                    emit(conn.output, &b, || println!("bucket {}: {}", b.name, b.mode.as_deref().unwrap_or_default()))
+                }
                 BucketCmd::List { tenant } => {
                     let buckets = c.list_buckets(&tenant).await?;
                     let rows = buckets
                         .iter()
-                        .map(|b| vec![b.name.clone(), b.backend.clone(), b.home_site.clone(), fmt_time(b.created_ms)])
+                        .map(|b| {
+                            let layout = match (&b.location_prefix, &b.mode) {
+                                (Some(p), Some(m)) => format!("mapped {p} ({m})"),
+                                _ => b.layout.clone(),
+                            };
+                            vec![b.name.clone(), b.backend.clone(), layout, b.home_site.clone(), fmt_time(b.created_ms)]
+                        })
                         .collect();
-                    emit(conn.output, &buckets, || print_table(&["name", "backend", "home site", "created"], rows))
+                    let header = ["name", "backend", "layout", "home site", "created"];
+                    emit(conn.output, &buckets, || print_table(&header, rows))
                 }
                 BucketCmd::Cache { tenant, name, admission, ttl } => {
                     let policy = orbit_admin::api::BucketCache { admission, ttl_seconds: ttl };

@@ -34,6 +34,7 @@ impl Namespace {
             backend: backend.to_owned(),
             cache: Default::default(),
             pinned_prefixes: Vec::new(),
+            mapped: None,
         };
         let key = bucket_key(tenant, name);
         let txn = Txn::new()
@@ -139,6 +140,7 @@ impl Namespace {
                 .require_equals(Table::Buckets, b.key.clone(), b.raw.clone())
                 .require_prefix_empty(Table::Objects, id.as_bytes().to_vec())
                 .delete(Table::Buckets, b.key.clone());
+            txn = self.mapped_unmap(txn, &b.record, force).await?;
             let due = due_value(now_ms());
             let uploads =
                 self.meta.scan_prefix(Table::Uploads, id.as_bytes(), None, usize::MAX).await.map_err(meta_error)?;

@@ -43,6 +43,9 @@ impl Namespace {
         q: &ListQuery,
     ) -> Result<ListPage> {
         let b = self.resolve_bucket(tenant, bucket).await?;
+        if let Some(m) = &b.record.mapped {
+            return self.mapped_list(&b.record, m, q).await;
+        }
         list_in(&*self.meta, b.record.id.as_bytes(), q).await
     }
 }

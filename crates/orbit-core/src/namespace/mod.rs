@@ -3,6 +3,7 @@
 
 mod bucket;
 pub mod list;
+mod mapped;
 pub mod multipart;
 pub mod object;
 mod pin;
@@ -36,6 +37,8 @@ pub struct Namespace {
     site: String,
     decoded_buckets: Arc<DecodeCache<BucketRecord>>,
     decoded_objects: Arc<DecodeCache<ObjectRecord>>,
+    /// Object metadata of mapped buckets, as their consistency modes allow.
+    mapped_meta: Arc<mapped::MetaCache>,
 }
 
 /// A bucket as read, with the exact stored bytes so a commit can require
@@ -58,6 +61,7 @@ impl Namespace {
             site: site.into(),
             decoded_buckets: Arc::new(DecodeCache::new(DECODED_BUCKETS)),
             decoded_objects: Arc::new(DecodeCache::new(DECODED_OBJECTS)),
+            mapped_meta: Default::default(),
         }
     }
 

@@ -112,6 +112,9 @@ impl Namespace {
             return Err(Error::InvalidRequest("the FULL_OBJECT checksum type needs a CRC algorithm".into()));
         }
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(m) = &b.record.mapped {
+            super::mapped::mapped_path(m, key)?;
+        }
         let kind = checksum_algorithm.map(|a| match (checksum_kind, a) {
             (Some(k), _) => k,
             (None, ChecksumAlgorithm::Crc64Nvme) => ChecksumKind::FullObject,
@@ -246,8 +249,7 @@ impl Namespace {
         if span.end - span.start > MAX_PART_SIZE {
             return Err(Error::EntityTooLarge("a part is limited to 5 GiB".into()));
         }
-        let policy = source_bucket.chunk_policy(&src.key);
-        let stream = self.stream_range(&source, span.clone(), source_bucket.tenant_id, policy).await?;
+        let stream = self.copy_source_range(&source_bucket, &src.key, &source, span.clone()).await?;
         let alg = up.record.checksum_algorithm;
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
         let expected = ExpectedChecksum { algorithm: alg, value: None, trailer: None };
@@ -354,6 +356,9 @@ impl Namespace {
                     .collect(),
                 parts_count: Some(chosen.len() as u32),
             };
+            if let Some(m) = &up.bucket.record.mapped {
+                return self.mapped_complete(&up.bucket, m, &up.key, &up.raw, &stored, key, rec, &conditions).await;
+            }
             let okey = object_key(up.bucket.record.id, key);
             let current = self.read_object(up.bucket.record.id, key).await?;
             check_write_conditions(current.as_ref().map(|(_, r)| r), &conditions)?;

@@ -366,6 +366,9 @@ impl Namespace {
             return Err(Error::EntityTooLarge("a single PUT is limited to 5 GiB; use multipart upload".into()));
         }
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(m) = b.record.mapped.clone() {
+            return self.mapped_put(&b, &m, key, put).await;
+        }
         // Fail fast on conditions that already cannot hold; they are checked again at commit.
         if put.conditions.if_match.is_some() || put.conditions.if_none_match.is_some() {
             let current = self.read_object(b.record.id, key).await?;
@@ -409,26 +412,29 @@ impl Namespace {
         key: &str,
         get: &GetObject,
     ) -> Result<(ObjectRecord, Option<Range<u64>>)> {
-        let (_, rec, range) = self.lookup(caller, bucket, key, get).await?;
+        let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(m) = &b.record.mapped {
+            let (_, rec, range) = self.mapped_lookup(&b.record, m, key, get).await?;
+            return Ok((rec, range));
+        }
+        let (_, rec, range) = self.lookup_in(b, key, get).await?;
         Ok((rec, range))
     }
 
     /// The bucket, the object and the range a read would serve.
-    async fn lookup(
+    async fn lookup_in(
         &self,
-        caller: &Caller,
-        bucket: &str,
+        b: ResolvedBucket,
         key: &str,
         get: &GetObject,
     ) -> Result<(crate::records::BucketRecord, ObjectRecord, Option<Range<u64>>)> {
-        let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let (_, rec) = self.read_object(b.record.id, key).await?.ok_or(Error::NotFound(Resource::Object))?;
         check_read_conditions(&rec, &get.conditions, false)?;
         let range = Self::requested_range(&rec, get)?;
         Ok((b.record, rec, range))
     }
 
-    fn requested_range(rec: &ObjectRecord, get: &GetObject) -> Result<Option<Range<u64>>> {
+    pub(crate) fn requested_range(rec: &ObjectRecord, get: &GetObject) -> Result<Option<Range<u64>>> {
         if let Some(n) = get.part_number {
             if get.range.is_some() {
                 return Err(Error::InvalidRequest("cannot specify both Range and partNumber".into()));
@@ -447,7 +453,11 @@ impl Namespace {
     }
 
     pub async fn get_object(&self, caller: &Caller, bucket: &str, key: &str, get: &GetObject) -> Result<ObjectBody> {
-        let (b, record, range) = self.lookup(caller, bucket, key, get).await?;
+        let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(m) = &b.record.mapped {
+            return self.mapped_get(&b.record, m, key, get).await;
+        }
+        let (b, record, range) = self.lookup_in(b, key, get).await?;
         let span = range.clone().unwrap_or(0..record.size);
         let stream = self.stream_range(&record, span, b.tenant_id, b.chunk_policy(key)).await?;
         Ok(ObjectBody { record, range, stream })
@@ -455,6 +465,10 @@ impl Namespace {
 
     pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
         require_write(caller)?;
+        let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(m) = &b.record.mapped {
+            return self.mapped_delete(&b.record, m, key).await;
+        }
         for _ in 0..MAX_CAS_RETRIES {
             let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
             let Some((raw, rec)) = self.read_object(b.record.id, key).await? else { return Ok(()) };
@@ -485,6 +499,11 @@ impl Namespace {
         src: &CopySource,
     ) -> Result<(crate::records::BucketRecord, ObjectRecord)> {
         let sb = self.resolve_bucket(caller.tenant_id, &src.bucket).await?;
+        if let Some(m) = &sb.record.mapped {
+            let (_, rec, _) = self.mapped_lookup(&sb.record, m, &src.key, &GetObject::default()).await?;
+            check_read_conditions(&rec, &src.conditions, true)?;
+            return Ok((sb.record, rec));
+        }
         let (_, rec) = self.read_object(sb.record.id, &src.key).await?.ok_or(Error::NotFound(Resource::Object))?;
         check_read_conditions(&rec, &src.conditions, true)?;
         Ok((sb.record, rec))
@@ -501,6 +520,9 @@ impl Namespace {
     ) -> Result<ObjectRecord> {
         require_write(caller)?;
         parse_key(key)?;
+        if self.is_mapped(caller.tenant_id, bucket).await? || self.is_mapped(caller.tenant_id, &src.bucket).await? {
+            return self.mapped_copy(caller, bucket, key, src, directive, conditions).await;
+        }
         let source = self.resolve_copy_source(caller, &src).await?;
         if src.bucket == bucket && src.key == key && matches!(directive, MetadataDirective::Copy) {
             return Err(Error::InvalidRequest(

@@ -25,6 +25,10 @@ impl Namespace {
     pub async fn pin_prefix(&self, tenant: TenantId, bucket: &str, prefix: &str) -> Result<BucketRecord> {
         self.pinning_pool()?;
         self.update_bucket(tenant, bucket, |rec| {
+            if rec.mapped.is_some() {
+                // Its chunks are not tied to collected blobs, so nothing would release them.
+                return Err(Error::InvalidRequest("pinning a mapped bucket is not supported yet".into()));
+            }
             if !rec.pinned_prefixes.iter().any(|p| p == prefix) {
                 rec.pinned_prefixes.push(prefix.to_owned());
                 rec.pinned_prefixes.sort();

@@ -21,19 +21,32 @@ struct Piece {
     blob: String,
     blob_size: u64,
     range: Range<u64>,
+    /// For a mapped object: the ETag every read of it must still match.
+    etag: Option<String>,
 }
 
 fn backend_error(blob: &str, e: BackendError) -> Error {
     match e {
+        // Only conditional (mapped) reads see this; the caller starts over.
+        BackendError::Changed(_) => Error::PreconditionFailed,
         BackendError::NotFound(_) => Error::Internal(format!("object data missing from the backend: {blob}")),
         other => Error::Unavailable(other.to_string()),
     }
 }
 
 /// Read a whole byte range of a blob into memory, insisting on its length.
-async fn read_exact(backend: Arc<dyn Backend>, blob: String, range: Range<u64>) -> std::io::Result<Bytes> {
+async fn read_exact(
+    backend: Arc<dyn Backend>,
+    blob: String,
+    range: Range<u64>,
+    etag: Option<String>,
+) -> std::io::Result<Bytes> {
     let want = (range.end - range.start) as usize;
-    let mut stream = backend.get(&blob, Some(range)).await.map_err(std::io::Error::other)?;
+    let stream = match &etag {
+        Some(e) => backend.get_if(&blob, Some(range), e).await,
+        None => backend.get(&blob, Some(range)).await,
+    };
+    let mut stream = stream.map_err(std::io::Error::other)?;
     let mut buf = BytesMut::with_capacity(want);
     while let Some(chunk) = stream.next().await {
         buf.extend_from_slice(&chunk?);
@@ -60,6 +73,7 @@ impl Namespace {
                     blob: seg.blob.clone(),
                     blob_size: seg.size,
                     range: start - seg_range.start..end - seg_range.start,
+                    etag: None,
                 });
             }
         }
@@ -82,12 +96,53 @@ impl Namespace {
             None => direct_stream(pieces).await,
         }
     }
+
+    /// Stream bytes `span` of a mapped object, as the backend described it
+    /// in `meta`: chunks are cached under its ETag (and version) and fetched
+    /// only while the object still has that ETag. A changed object is
+    /// `PreconditionFailed` here, for the caller to start over.
+    pub(crate) async fn stream_mapped(
+        &self,
+        owner: TenantId,
+        policy: ChunkPolicy,
+        backend_name: &str,
+        meta: &orbit_backend::BlobMeta,
+        span: Range<u64>,
+    ) -> Result<ByteStream> {
+        if span.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let etag = meta
+            .etag
+            .clone()
+            .ok_or_else(|| Error::Unavailable(format!("backend `{backend_name}` gave no ETag for {}", meta.path)))?;
+        let piece = Piece {
+            backend_name: backend_name.to_owned(),
+            backend: self.backend(backend_name)?.clone(),
+            blob: meta.path.clone(),
+            blob_size: meta.size,
+            range: span,
+            etag: Some(etag),
+        };
+        match self.cache_for(owner) {
+            Some(cache) => cached_stream(cache, vec![piece], policy).await,
+            None => direct_stream(vec![piece]).await,
+        }
+    }
 }
 
 async fn direct_stream(pieces: Vec<Piece>) -> Result<ByteStream> {
     let mut pieces = pieces.into_iter();
     let Some(p) = pieces.next() else { return Ok(futures::stream::empty().boxed()) };
-    let first = p.backend.get(&p.blob, Some(p.range)).await.map_err(|e| backend_error(&p.blob, e))?;
+    let first = match &p.etag {
+        Some(e) => p.backend.get_if(&p.blob, Some(p.range), e).await,
+        None => p.backend.get(&p.blob, Some(p.range)).await,
+    };
+    let first = first.map_err(|e| match e {
+        // A mapped object deleted since its HEAD: the caller starts over.
+        BackendError::NotFound(_) if p.etag.is_some() => Error::PreconditionFailed,
+        e => backend_error(&p.blob, e),
+    })?;
     let rest = futures::stream::iter(pieces)
         .then(|p| async move { p.backend.get(&p.blob, Some(p.range)).await.map_err(std::io::Error::other) })
         .try_flatten();
@@ -102,11 +157,13 @@ struct ChunkRead {
     index: u64,
     chunk: Range<u64>,
     slice: Range<usize>,
+    etag: Option<String>,
 }
 
 async fn read_chunk(cache: ChunkCache, policy: ChunkPolicy, c: ChunkRead) -> std::io::Result<Bytes> {
-    let ChunkRead { backend, cache_blob, blob, index, chunk, slice } = c;
-    let data = cache.get_or_fetch_with(&cache_blob, index, policy, move || read_exact(backend, blob, chunk)).await?;
+    let ChunkRead { backend, cache_blob, blob, index, chunk, slice, etag } = c;
+    let data =
+        cache.get_or_fetch_with(&cache_blob, index, policy, move || read_exact(backend, blob, chunk, etag)).await?;
     if data.len() < slice.end {
         return Err(std::io::Error::other("a cached chunk is shorter than its range"));
     }
@@ -117,7 +174,11 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolic
     let size = cache.chunk_size();
     let mut reads = Vec::new();
     for p in pieces {
-        let cache_blob = format!("{}/{}", p.backend_name, p.blob);
+        // A mapped object's chunks are keyed by its ETag too: a changed object is a different blob.
+        let cache_blob = match &p.etag {
+            Some(e) => format!("{}/{}\0{e}", p.backend_name, p.blob),
+            None => format!("{}/{}", p.backend_name, p.blob),
+        };
         for index in p.range.start / size..p.range.end.div_ceil(size) {
             let chunk = index * size..((index + 1) * size).min(p.blob_size);
             let from = p.range.start.max(chunk.start) - chunk.start;
@@ -129,16 +190,19 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolic
                 index,
                 chunk,
                 slice: from as usize..to as usize,
+                etag: p.etag.clone(),
             });
         }
     }
     let Some(blob) = reads.first().map(|r| r.blob.clone()) else { return Ok(futures::stream::empty().boxed()) };
+    let conditional = reads.first().is_some_and(|r| r.etag.is_some());
     let first_error = |e: std::io::Error| {
-        let missing = e
-            .get_ref()
-            .and_then(|i| i.downcast_ref::<BackendError>())
-            .is_some_and(|b| matches!(b, BackendError::NotFound(_)));
-        if missing {
+        let cause = e.get_ref().and_then(|i| i.downcast_ref::<BackendError>());
+        let missing = cause.is_some_and(|b| matches!(b, BackendError::NotFound(_)));
+        // A mapped object changed or vanished since its HEAD: the caller starts over.
+        if conditional && (missing || cause.is_some_and(|b| matches!(b, BackendError::Changed(_)))) {
+            Error::PreconditionFailed
+        } else if missing {
             Error::Internal(format!("object data missing from the backend: {blob}"))
         } else {
             Error::Unavailable(e.to_string())

@@ -13,6 +13,9 @@ impl Namespace {
             return Err(Error::InvalidRequest("the chunk cache is disabled on this site".into()));
         }
         let b = self.resolve_bucket(tenant, bucket).await?;
+        if let Some(m) = &b.record.mapped {
+            return self.mapped_warm(&b.record, m, key).await;
+        }
         let Some((_, rec)) = self.read_object(b.record.id, key).await? else { return Ok(None) };
         // A prefetch is an explicit request to cache: admit on the first read.
         let policy = orbit_cache::ChunkPolicy { admit_on_second_miss: false, ..b.record.chunk_policy(key) };
