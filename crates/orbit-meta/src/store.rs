@@ -31,10 +31,12 @@ pub enum Table {
     Settings,
     /// tenant id ++ job id -> background job record (prefetch jobs)
     Jobs,
+    /// tenant id ++ bucket name (empty for the tenant as a whole) -> QoS limits
+    Qos,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Tenants,
         Table::TenantNames,
         Table::Users,
@@ -48,6 +50,7 @@ impl Table {
         Table::Gc,
         Table::Settings,
         Table::Jobs,
+        Table::Qos,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Table {
             Table::Gc => "gc",
             Table::Settings => "settings",
             Table::Jobs => "jobs",
+            Table::Qos => "qos",
         }
     }
 }
