@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import hermetic_aws_env  # noqa: E402
@@ -146,6 +147,17 @@ class Flood:
                 p.kill()
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used (0 when unknown)."""
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summary(lat: list[float]) -> dict:
     return {"p50_ms": statistics.median(lat), "p99_ms": percentile(lat, 99), "n": len(lat)}
 
@@ -153,7 +165,8 @@ def summary(lat: list[float]) -> dict:
 def measure(endpoint: str, quiet: tuple, quiet_bucket: str, quiet_key: str,
             flooder: tuple, flood_bucket: str, flood_key: str, *, limit, unlimit,
             procs: int = 2, threads: int = 8, count: int = 200, interval: float = 0.02,
-            ramp: float = 1.0, phases=("alone", "flood-unlimited", "flood-limited")) -> dict:
+            ramp: float = 1.0, phases=("alone", "flood-unlimited", "flood-limited"),
+            server_pid: int | None = None) -> dict:
     """Latency of the quiet tenant per phase. `limit()`/`unlimit()` set and
     clear the flooding tenant's limits."""
     s3 = client(endpoint, *quiet)
@@ -161,14 +174,18 @@ def measure(endpoint: str, quiet: tuple, quiet_bucket: str, quiet_key: str,
     out = {}
     for phase in phases:
         if phase == "alone":
+            cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
             out[phase] = summary(quiet_latencies(s3, quiet_bucket, quiet_key, count, interval))
+            out[phase]["server_cpu"] = (cpu_seconds(server_pid) - cpu0) / (time.monotonic() - t0)
             continue
         (limit if phase == "flood-limited" else unlimit)()
         with Flood(endpoint, flooder, flood_bucket, flood_key, procs, threads) as flood:
             time.sleep(ramp)  # let the flood reach its pace before measuring
+            cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
             lat = quiet_latencies(s3, quiet_bucket, quiet_key, count, interval)
+            cpu = (cpu_seconds(server_pid) - cpu0) / (time.monotonic() - t0)
             f = flood.finish()
-        out[phase] = summary(lat) | {"flood": f}
+        out[phase] = summary(lat) | {"flood": f, "server_cpu": cpu}
     unlimit()
     return out
 
@@ -207,21 +224,23 @@ def run(args: argparse.Namespace) -> int:
     res = measure(args.endpoint, quiet, "data", "small", flooder, "data", "flood",
                   limit=lambda: orbit_cli("qos", "set", "--tenant", flood_t, *limit_args),
                   unlimit=lambda: orbit_cli("qos", "clear", "--tenant", flood_t),
-                  procs=args.procs, threads=args.threads, count=args.count, interval=args.interval)
+                  procs=args.procs, threads=args.threads, count=args.count, interval=args.interval,
+                  server_pid=args.server_pid)
 
     alone = res["alone"]
     print(f"quiet tenant: one 4 KiB GET every {args.interval * 1000:.0f} ms, {args.count} per phase; "
           f"flood: {args.procs}x{args.threads} connections of {args.flood_size // KiB} KiB GETs; "
           f"limit: {' '.join(limit_args)}")
     print(f"{'phase':<16} {'p50 ms':>8} {'p99 ms':>8} {'p50 x':>7} {'p99 x':>7} "
-          f"{'flood ok/s':>11} {'flood 503/s':>12} {'flood MiB/s':>12}")
+          f"{'flood ok/s':>11} {'flood 503/s':>12} {'flood MiB/s':>12} {'server CPUs':>12}")
     for phase, r in res.items():
         f = r.get("flood")
         fl = ("", "", "") if f is None else (
             f"{f['ok'] / f['seconds']:.0f}", f"{f['slowdown'] / f['seconds']:.0f}",
             f"{f['bytes'] / MiB / f['seconds']:.1f}")
         print(f"{phase:<16} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p50_ms'] / alone['p50_ms']:>7.2f} "
-              f"{r['p99_ms'] / alone['p99_ms']:>7.2f} {fl[0]:>11} {fl[1]:>12} {fl[2]:>12}")
+              f"{r['p99_ms'] / alone['p99_ms']:>7.2f} {fl[0]:>11} {fl[1]:>12} {fl[2]:>12} "
+              f"{r['server_cpu']:>12.2f}")
     print("BENCH_JSON " + json.dumps(res))
     return 0
 
@@ -238,6 +257,7 @@ def main() -> int:
     r.add_argument("--flood-size", type=int, default=256 * KiB)
     r.add_argument("--limit-rps", type=int, default=50)
     r.add_argument("--limit-bps", default="8MiB")
+    r.add_argument("--server-pid", type=int, help="report this process's CPU use per phase")
     args = ap.parse_args()
     return run(args)
 

@@ -7,8 +7,8 @@
 #
 # Prints the quiet tenant's p50 and p99 GET latency alone, during an
 # unlimited flood and during the same flood with the flooder limited, the
-# ratios to "alone", and the flood's accepted and refused (SlowDown)
-# requests per second. Server and clients share the machine's CPUs: compare
+# ratios to "alone", the flood's accepted and refused (SlowDown) requests
+# and MiB per second, and the CPUs the server used (1.00 = one core busy). Server and clients share the machine's CPUs: compare
 # the ratios of one run, never absolute figures across runs.
 #
 # Steps: builds Orbit in release (skipped when ORBIT_BIN names a binary),
@@ -90,5 +90,5 @@ export ORBIT_ACCESS_KEY="$ROOT_ACCESS_KEY" ORBIT_SECRET_KEY="$ROOT_SECRET_KEY"
 timeout 900 "$PY" "$BENCH_DIR/noisy_neighbour.py" run --endpoint "http://127.0.0.1:$S3_PORT" \
     --procs "${NN_PROCS:-2}" --threads "${NN_THREADS:-8}" --count "${NN_COUNT:-300}" \
     --interval "${NN_INTERVAL:-0.02}" --flood-size "${NN_FLOOD_SIZE:-262144}" \
-    --limit-rps "${NN_LIMIT_RPS:-50}" --limit-bps "${NN_LIMIT_BPS-8MiB}"
+    --limit-rps "${NN_LIMIT_RPS:-50}" --limit-bps "${NN_LIMIT_BPS-8MiB}" --server-pid "$ORBIT_PID"
 kill -0 "$ORBIT_PID" 2>/dev/null || die "orbit died during the benchmark"
