@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from orbit_e2e import MiB, admin_error, client_error, unique
@@ -80,6 +81,11 @@ def test_read_rate_limit_holds_and_the_rest_get_slowdown(orbit, tenant):
     assert all(s[2] is not None and int(s[2]) >= 1 for s in sample), sample
     # Writes have their own (unset) limit.
     s3.put_object(Bucket=bucket, Key="w", Body=b"w")
+    # Refusals are counted by direction, with no tenant or bucket names.
+    text = requests.get(orbit.admin_url + "/metrics", timeout=10).text
+    lines = [ln for ln in text.splitlines() if ln.startswith("orbit_qos_throttled_total")]
+    assert any('direction="read"' in ln and float(ln.split()[-1]) >= refused for ln in lines), lines
+    assert creds.tenant not in text and bucket not in text
 
 
 def test_sdk_retries_of_slowdown_succeed(orbit, tenant):
@@ -229,7 +235,6 @@ def test_limits_survive_a_restart(orbit_factory):
 
 
 def test_openapi_documents_the_qos_routes(orbit):
-    import requests
     doc = requests.get(orbit.admin_url + "/admin/v1/openapi.json", timeout=10).json()
     for p in ("/admin/v1/tenants/{tenant}/qos", "/admin/v1/tenants/{tenant}/buckets/{bucket}/qos"):
         assert set(doc["paths"][p]) >= {"get", "put", "delete"}, doc["paths"].get(p)
