@@ -222,3 +222,34 @@ pub struct ErrorDetail {
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
+
+/// Rate limits of a tenant or of one bucket. An unset (null) field is
+/// unlimited; reads are GET, HEAD and listings, writes everything else.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QosLimits {
+    /// Read requests per second; more are refused with S3 `SlowDown` (503, `Retry-After`).
+    #[serde(default)]
+    pub read_rps: Option<u32>,
+    /// Write requests per second.
+    #[serde(default)]
+    pub write_rps: Option<u32>,
+    /// Bytes per second of object bodies read (at least 1024); bodies are paced, not refused.
+    #[serde(default)]
+    pub read_bps: Option<u64>,
+    /// Bytes per second of object bodies written (at least 1024).
+    #[serde(default)]
+    pub write_bps: Option<u64>,
+    /// Seconds' worth of each rate usable at once after a quiet period (default 1).
+    #[serde(default)]
+    pub burst_seconds: Option<f64>,
+}
+
+/// The limits in force for a tenant, or for one of its buckets.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Qos {
+    pub tenant: String,
+    /// Null for the limits of the tenant as a whole.
+    pub bucket: Option<String>,
+    pub limits: QosLimits,
+}

@@ -246,3 +246,26 @@ impl AdminClient {
             .ok_or_else(|| ClientError::Transport("empty response".into()))
     }
 }
+
+impl AdminClient {
+    fn qos_path(tenant: &str, bucket: Option<&str>) -> String {
+        match bucket {
+            Some(b) => format!("/admin/v1/tenants/{}/buckets/{}/qos", seg(tenant), seg(b)),
+            None => format!("/admin/v1/tenants/{}/qos", seg(tenant)),
+        }
+    }
+
+    pub async fn get_qos(&self, tenant: &str, bucket: Option<&str>) -> Result<Qos, ClientError> {
+        self.get(&Self::qos_path(tenant, bucket)).await
+    }
+
+    pub async fn set_qos(&self, tenant: &str, bucket: Option<&str>, limits: &QosLimits) -> Result<Qos, ClientError> {
+        self.call::<Qos>(Method::PUT, &Self::qos_path(tenant, bucket), Some(limits))
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
+
+    pub async fn clear_qos(&self, tenant: &str, bucket: Option<&str>) -> Result<(), ClientError> {
+        self.delete(&Self::qos_path(tenant, bucket)).await
+    }
+}

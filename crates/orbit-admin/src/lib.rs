@@ -5,6 +5,7 @@
 pub mod api;
 pub mod client;
 mod error;
+mod qos;
 mod routes;
 pub mod signing;
 

@@ -20,11 +20,11 @@ use utoipa::OpenApi;
 /// Admin request bodies are small JSON documents.
 const MAX_BODY: usize = 1024 * 1024;
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON body whose rejections are admin API errors (JSON, 400), not the
 /// framework's plain-text replies.
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
@@ -200,6 +200,14 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/mode", axum::routing::put(set_bucket_mode))
         .route("/admin/v1/tenants/{tenant}/prefetch", post(start_prefetch).get(list_prefetch))
         .route("/admin/v1/tenants/{tenant}/prefetch/{id}", get(get_prefetch).delete(cancel_prefetch))
+        .route(
+            "/admin/v1/tenants/{tenant}/qos",
+            get(crate::qos::get_tenant_qos).put(crate::qos::set_tenant_qos).delete(crate::qos::clear_tenant_qos),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}/buckets/{bucket}/qos",
+            get(crate::qos::get_bucket_qos).put(crate::qos::set_bucket_qos).delete(crate::qos::clear_bucket_qos),
+        )
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
         .with_state(svc);
     Router::new()
@@ -219,7 +227,9 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
 
 /// The OpenAPI document, derived from the route annotations below.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::qos::QosApiDoc::openapi());
+    doc
 }
 
 #[derive(OpenApi)]

@@ -9,6 +9,8 @@ use orbit_tenancy::{
 };
 use orbit_types::{BucketName, Error, Resource, Result, Role, TenantName, UserName};
 
+mod qos;
+
 #[derive(Clone)]
 pub struct AdminService {
     dir: Directory,

@@ -33,10 +33,12 @@ pub enum Table {
     Jobs,
     /// backend name -> the locations of that backend mapped by buckets (mapped layout)
     Mappings,
+    /// tenant id ++ bucket name (empty for the tenant as a whole) -> QoS limits
+    Qos,
 }
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Tenants,
         Table::TenantNames,
         Table::Users,
@@ -51,6 +53,7 @@ impl Table {
         Table::Settings,
         Table::Jobs,
         Table::Mappings,
+        Table::Qos,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Table {
             Table::Settings => "settings",
             Table::Jobs => "jobs",
             Table::Mappings => "mappings",
+            Table::Qos => "qos",
         }
     }
 }

@@ -44,6 +44,15 @@ pub(crate) fn s3_error(e: Error) -> S3Error {
             S3ErrorCode::IncompleteBody,
             "You did not provide the number of bytes specified by the Content-Length HTTP header".into(),
         ),
+        Error::SlowDown { retry_after_secs } => {
+            let mut err = S3Error::with_message(S3ErrorCode::SlowDown, "Please reduce your request rate.");
+            // s3s replaces the response's headers with these, so the body's type goes too.
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after_secs));
+            err.set_headers(headers);
+            return err;
+        }
         Error::Unavailable(m) => {
             tracing::warn!(error = %m, "request failed: a dependency is unavailable");
             (S3ErrorCode::ServiceUnavailable, "Please reduce your request rate or retry.".into())

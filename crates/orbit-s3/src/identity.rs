@@ -6,6 +6,7 @@ use orbit_tenancy::{Caller, Directory};
 use orbit_types::Error;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
 pub(crate) struct OrbitAuth {
@@ -48,6 +49,14 @@ impl S3Access for OrbitAccess {
         let access_key = creds.access_key.clone();
         match self.dir.authenticate(&access_key).await {
             Ok((caller, _)) => {
+                // Rate limits belong to the caller's tenant and the named bucket; checked before any work.
+                let bucket = match cx.s3_path() {
+                    S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(&**bucket),
+                    S3Path::Root => None,
+                };
+                let direction = crate::qos::direction(cx.s3_op().name());
+                let pacer = self.dir.qos().admit(caller.tenant_id, bucket, direction).map_err(s3_error)?;
+                cx.extensions_mut().insert(pacer);
                 cx.extensions_mut().insert(caller);
                 Ok(())
             }

@@ -40,11 +40,19 @@ pub struct Directory {
     master: MasterKey,
     /// Resolved credentials: every signed request needs one, twice.
     credentials: Arc<CredentialCache>,
+    /// Rate and bandwidth limits of tenants and buckets.
+    qos: crate::Qos,
 }
 
 impl Directory {
     pub fn new(meta: Arc<dyn MetaStore>, master: MasterKey) -> Self {
-        Self { meta, master, credentials: Arc::default() }
+        let qos = crate::Qos::new(meta.clone());
+        Self { meta, master, credentials: Arc::default(), qos }
+    }
+
+    /// The QoS limits and their live limiters (load them once at start-up).
+    pub fn qos(&self) -> &crate::Qos {
+        &self.qos
     }
 
     /// Forget every resolved credential (after any change to tenants, users or keys).

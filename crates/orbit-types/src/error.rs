@@ -72,6 +72,10 @@ pub enum Error {
     /// The request body ended before its declared length (a client went away).
     #[error("the request body ended early: {0}")]
     IncompleteBody(String),
+    /// A rate limit of the caller's tenant or bucket is exceeded; a retry
+    /// after `retry_after_secs` (at least 1) can succeed.
+    #[error("request rate limit exceeded; retry in {retry_after_secs} s")]
+    SlowDown { retry_after_secs: u64 },
     /// A dependency (metadata store, backend) failed; retrying may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),

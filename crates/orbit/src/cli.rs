@@ -8,6 +8,8 @@ use orbit_admin::AdminClient;
 use serde::Serialize;
 use std::path::PathBuf;
 
+mod qos;
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Output {
     Table,
@@ -64,6 +66,11 @@ pub enum AdminCommand {
     },
     /// Show who the credentials belong to.
     Whoami,
+    /// Rate limits (requests and bytes per second) of a tenant or a bucket.
+    Qos {
+        #[command(subcommand)]
+        cmd: qos::QosCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -373,6 +380,7 @@ fn job_outcome(output: Output, job: &orbit_admin::api::PrefetchJob) -> Result<()
 
 async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
     match cmd {
+        AdminCommand::Qos { cmd } => qos::run(cmd, &conn).await,
         AdminCommand::Prefetch { cmd } => {
             let c = conn.client()?;
             match cmd {

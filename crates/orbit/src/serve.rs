@@ -172,6 +172,7 @@ pub async fn run(config: Config) -> Result<()> {
     let directory = Directory::new(meta.clone(), master_key(&config)?);
     directory.check_master_key().await?;
     bootstrap_operator(&directory, &config).await?;
+    directory.qos().load().await?;
 
     let mut namespace = Namespace::new(meta.clone(), backends, config.site.clone());
     if config.cache.enabled {

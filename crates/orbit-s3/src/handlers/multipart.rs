@@ -73,7 +73,7 @@ pub(super) async fn upload_part(
             &i.key,
             &i.upload_id,
             number,
-            body_in(body),
+            crate::qos::paced(&req.extensions, body_in(body)),
             content_length,
             i.content_md5.as_deref(),
             checksum,

@@ -45,7 +45,7 @@ pub(super) async fn put_object(
             if_match: convert::condition(i.if_match.as_ref()),
             if_none_match: convert::condition(i.if_none_match.as_ref()),
         },
-        body: body_in(body),
+        body: crate::qos::paced(&req.extensions, body_in(body)),
     };
     let rec = s.ns.put_object(&c, &i.bucket, &i.key, put).await.s3()?;
     let cs = checksum_out(rec.checksum.as_ref());
@@ -143,7 +143,7 @@ pub(super) async fn get_object(s: &OrbitS3, req: S3Request<GetObjectInput>) -> S
     let body = s.ns.get_object(&c, &i.bucket, &i.key, &get).await.s3()?;
     let mut output =
         object_output!(GetObjectOutput, &body.record, &body.range, get.part_number, i.checksum_mode.as_ref());
-    output.body = Some(body_out(body.stream));
+    output.body = Some(body_out(crate::qos::paced(&req.extensions, body.stream)));
     Ok(S3Response::new(output))
 }
 
