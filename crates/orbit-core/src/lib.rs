@@ -9,6 +9,7 @@ mod gc;
 pub mod namespace;
 pub mod prefetch;
 pub mod records;
+pub mod usage;
 
 pub use admin::AdminService;
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
@@ -19,4 +20,5 @@ pub use namespace::object::{
     ByteRange, CopySource, GetObject, MetadataDirective, ObjectBody, PutObject, ReadConditions, WriteConditions,
 };
 pub use prefetch::{JobState, PrefetchJob, Prefetcher, Selection};
+pub use usage::{Drift, MeterCounts, MeterRecord, Quota, QuotaKind, RequestClass, TenantUsage, UsageFigures};
 pub use records::{BucketRecord, CachePolicy, ContentHeaders, ObjectRecord, PartRecord, StoredChecksum, UploadRecord};

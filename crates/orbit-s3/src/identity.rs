@@ -29,6 +29,7 @@ impl S3Auth for OrbitAuth {
 /// in the request for the handlers. Anonymous requests are refused.
 pub(crate) struct OrbitAccess {
     pub dir: Directory,
+    pub meter: orbit_core::usage::meter::Meter,
 }
 
 #[async_trait::async_trait]
@@ -48,6 +49,12 @@ impl S3Access for OrbitAccess {
         let access_key = creds.access_key.clone();
         match self.dir.authenticate(&access_key).await {
             Ok((caller, _)) => {
+                // Every authenticated request is metered, refused ones too.
+                let bucket = match cx.s3_path() {
+                    s3s::path::S3Path::Root => "",
+                    s3s::path::S3Path::Bucket { bucket } | s3s::path::S3Path::Object { bucket, .. } => bucket,
+                };
+                self.meter.request(caller.tenant_id, bucket, crate::metering::class_of(cx.s3_op().name()));
                 cx.extensions_mut().insert(caller);
                 Ok(())
             }

@@ -69,6 +69,10 @@ pub enum Error {
     /// The request body ended before its declared length (a client went away).
     #[error("the request body ended early: {0}")]
     IncompleteBody(String),
+    /// A hard quota of the caller's own tenant or bucket would be exceeded;
+    /// the message names only that limit.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A dependency (metadata store, backend) failed; retrying may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -30,6 +30,7 @@ pub struct Namespace {
     ingest_writes: bool,
     gc: Collector,
     site: String,
+    meter: crate::usage::meter::Meter,
 }
 
 /// A bucket as read, with the exact stored bytes so a commit can require
@@ -43,7 +44,23 @@ pub(crate) struct ResolvedBucket {
 impl Namespace {
     pub fn new(meta: Arc<dyn MetaStore>, backends: BackendSet, site: impl Into<String>) -> Self {
         let gc = Collector::new(meta.clone(), backends.clone());
-        Self { meta, backends, cache: None, ingest_writes: false, gc, site: site.into() }
+        let meter = crate::usage::meter::Meter::new(meta.clone());
+        Self { meta, backends, cache: None, ingest_writes: false, gc, site: site.into(), meter }
+    }
+
+    pub(crate) fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    /// The usage meter (billing records); front-ends report requests to it.
+    pub fn meter(&self) -> &crate::usage::meter::Meter {
+        &self.meter
+    }
+
+    /// Flush metering records every interval. Call once per process, and
+    /// `meter().flush()` on shutdown.
+    pub fn start_metering(&self) -> tokio::task::JoinHandle<()> {
+        self.meter.spawn(crate::usage::FLUSH_INTERVAL)
     }
 
     /// Serve reads through the chunk caches of the pool.
