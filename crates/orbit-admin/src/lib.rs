@@ -7,6 +7,7 @@ pub mod client;
 mod error;
 mod routes;
 pub mod signing;
+pub mod usage;
 
 pub use client::{AdminClient, ClientError};
 pub use routes::{MetricsRenderer, WhoAmI, openapi_document, router};

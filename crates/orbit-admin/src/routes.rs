@@ -24,7 +24,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON body whose rejections are admin API errors (JSON, 400), not the
 /// framework's plain-text replies.
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
@@ -44,7 +44,7 @@ fn json_rejection_message(e: &JsonRejection) -> String {
 }
 
 /// Query parameters whose rejections are admin API errors.
-struct Query<T>(T);
+pub(crate) struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -193,6 +193,7 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/cache", axum::routing::put(set_bucket_cache))
         .route("/admin/v1/tenants/{tenant}/prefetch", post(start_prefetch).get(list_prefetch))
         .route("/admin/v1/tenants/{tenant}/prefetch/{id}", get(get_prefetch).delete(cancel_prefetch))
+        .merge(crate::usage::routes())
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
         .with_state(svc);
     Router::new()
@@ -212,7 +213,9 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
 
 /// The OpenAPI document, derived from the route annotations below.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::usage::UsageDoc::openapi());
+    doc
 }
 
 #[derive(OpenApi)]

@@ -180,6 +180,7 @@ pub async fn run(config: Config) -> Result<()> {
         }
     }
     let collector = namespace.start_background();
+    let metering = namespace.start_metering();
 
     let s3_listener = TcpListener::bind(config.s3_addr)
         .await
@@ -231,6 +232,11 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = s3_task.await;
     let _ = admin_task.await;
     collector.abort();
+    // Requests are done: the last metering events reach the store.
+    metering.abort();
+    if let Err(e) = namespace.meter().flush().await {
+        tracing::warn!(error = %e, "final metering flush failed");
+    }
     if let Some(cache) = namespace.cache() {
         cache.close().await;
     }
