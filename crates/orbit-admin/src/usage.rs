@@ -219,7 +219,10 @@ fn drift_view(d: Drift) -> DriftView {
 
 pub(crate) fn routes() -> Router<AdminService> {
     Router::new()
-        .route("/admin/v1/tenants/{tenant}/quota", get(get_tenant_quota).put(set_tenant_quota).delete(clear_tenant_quota))
+        .route(
+            "/admin/v1/tenants/{tenant}/quota",
+            get(get_tenant_quota).put(set_tenant_quota).delete(clear_tenant_quota),
+        )
         .route(
             "/admin/v1/tenants/{tenant}/buckets/{bucket}/quota",
             get(get_bucket_quota).put(set_bucket_quota).delete(clear_bucket_quota),

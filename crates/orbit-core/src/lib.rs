@@ -20,5 +20,5 @@ pub use namespace::object::{
     ByteRange, CopySource, GetObject, MetadataDirective, ObjectBody, PutObject, ReadConditions, WriteConditions,
 };
 pub use prefetch::{JobState, PrefetchJob, Prefetcher, Selection};
-pub use usage::{Drift, MeterCounts, MeterRecord, Quota, QuotaKind, RequestClass, TenantUsage, UsageFigures};
 pub use records::{BucketRecord, CachePolicy, ContentHeaders, ObjectRecord, PartRecord, StoredChecksum, UploadRecord};
+pub use usage::{Drift, MeterCounts, MeterRecord, Quota, QuotaKind, RequestClass, TenantUsage, UsageFigures};

@@ -224,10 +224,8 @@ async fn recount_finds_and_corrects_drift() {
     meta.commit(orbit_meta::Txn::new().put(orbit_meta::Table::Usage, tenant_key, 999i64.to_be_bytes().to_vec()))
         .await
         .unwrap();
-    let rows = meta
-        .scan(orbit_meta::Table::Usage, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, 100)
-        .await
-        .unwrap();
+    let rows =
+        meta.scan(orbit_meta::Table::Usage, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, 100).await.unwrap();
     let (objects_key, _) = rows.iter().find(|(k, _)| k.len() == 33 && k[32] == b'O').unwrap().clone();
     meta.commit(orbit_meta::Txn::new().put(orbit_meta::Table::Usage, objects_key, 5i64.to_be_bytes().to_vec()))
         .await

@@ -99,12 +99,23 @@ pub enum Condition {
 /// One write of a commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
-    Delete { table: Table, key: Vec<u8> },
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: Vec<u8>,
+    },
     /// Add `delta` to the counter at the key (absent counts as 0). Adds never
     /// conflict with each other, so hot counters shared by every writer of a
     /// bucket cost no retries. Counters are 8 bytes, big-endian i64.
-    Add { table: Table, key: Vec<u8>, delta: i64 },
+    Add {
+        table: Table,
+        key: Vec<u8>,
+        delta: i64,
+    },
 }
 
 /// The value of a counter kept by [`Op::Add`]; None when the bytes are not one.
@@ -125,9 +136,9 @@ pub(crate) fn counter_add(current: Option<&[u8]>, delta: i64) -> MetaResult<Vec<
 pub(crate) fn counter_at_most(current: Option<&[u8]>, max: i64) -> MetaResult<bool> {
     match current {
         None => Ok(0 <= max),
-        Some(b) => counter_value(b)
-            .map(|v| v <= max)
-            .ok_or_else(|| MetaError::Corrupt("a counter is not 8 bytes".into())),
+        Some(b) => {
+            counter_value(b).map(|v| v <= max).ok_or_else(|| MetaError::Corrupt("a counter is not 8 bytes".into()))
+        }
     }
 }
 

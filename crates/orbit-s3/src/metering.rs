@@ -6,8 +6,14 @@ use orbit_core::RequestClass;
 pub(crate) fn class_of(operation: &str) -> RequestClass {
     match operation {
         "GetObject" | "HeadObject" | "HeadBucket" | "GetBucketLocation" | "GetBucketVersioning" => RequestClass::Read,
-        "PutObject" | "CopyObject" | "CreateBucket" | "CreateMultipartUpload" | "UploadPart" | "UploadPartCopy"
-        | "CompleteMultipartUpload" | "PostObject" => RequestClass::Write,
+        "PutObject"
+        | "CopyObject"
+        | "CreateBucket"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload"
+        | "PostObject" => RequestClass::Write,
         "ListObjects" | "ListObjectsV2" | "ListBuckets" | "ListMultipartUploads" | "ListParts" => RequestClass::List,
         "DeleteObject" | "DeleteObjects" | "DeleteBucket" | "AbortMultipartUpload" => RequestClass::Delete,
         _ => RequestClass::Other,

@@ -11,8 +11,8 @@ use crate::records::{
     ContentHeaders, ObjectRecord, PartRecord, Segment, StoredChecksum, UploadRecord, new_part_blob_path, object_key,
     part_key, upload_key,
 };
-use orbit_backend::ByteStream;
 use crate::usage::accounting::{Charge, Guard, release};
+use orbit_backend::ByteStream;
 use orbit_meta::{MetaError, MetaStoreExt, Table, Txn, decode, encode};
 use orbit_tenancy::{Caller, meta_error};
 use orbit_types::{Error, Resource, Result, UploadId, now_ms};
@@ -258,7 +258,8 @@ impl Namespace {
         if span.end - span.start > MAX_PART_SIZE {
             return Err(Error::EntityTooLarge("a part is limited to 5 GiB".into()));
         }
-        let stream = self.stream_range(&source, span.clone(), source_bucket.tenant_id, source_bucket.cache, None).await?;
+        let stream =
+            self.stream_range(&source, span.clone(), source_bucket.tenant_id, source_bucket.cache, None).await?;
         let alg = up.record.checksum_algorithm;
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
         let expected = ExpectedChecksum { algorithm: alg, value: None, trailer: None };

@@ -3,8 +3,8 @@
 use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
 use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, md5_hex};
 use crate::gc::{SUPERSEDED_GRACE_MS, due_value, gc_key};
-use crate::usage::accounting::{Charge, Guard, release};
 use crate::records::{ContentHeaders, ObjectRecord, Segment, StoredChecksum, new_blob_path, object_key};
+use crate::usage::accounting::{Charge, Guard, release};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::{StreamExt, TryStreamExt};

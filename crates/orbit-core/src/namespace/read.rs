@@ -166,8 +166,7 @@ async fn cached_stream(
     let Some(blob) = reads.first().map(|r| r.blob.clone()) else { return Ok(futures::stream::empty().boxed()) };
     // Polling the first chunk starts the next ones too: a cold read pays one
     // round trip to the backend, not one per chunk.
-    let mut chunks =
-        futures::stream::iter(reads)
+    let mut chunks = futures::stream::iter(reads)
         .map(move |r| read_chunk(cache.clone(), policy, r, tap.clone()))
         .buffered(READ_AHEAD + 1);
     let first = chunks.next().await.unwrap_or_else(|| Ok(Bytes::new())).map_err(|e| {

@@ -174,11 +174,7 @@ struct Inner {
 impl Meter {
     pub fn new(meta: Arc<dyn MetaStore>) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                meta,
-                pending: Mutex::new(HashMap::new()),
-                flushing: tokio::sync::Mutex::new(()),
-            }),
+            inner: Arc::new(Inner { meta, pending: Mutex::new(HashMap::new()), flushing: tokio::sync::Mutex::new(()) }),
         }
     }
 
@@ -270,9 +266,11 @@ impl Meter {
                 e.0.objects = objects;
                 e.1 = true;
             }
-            let mut txn = Txn::new()
-                .require_current(Table::Settings, SAMPLED_KEY.to_vec(), sampled_raw)
-                .put(Table::Settings, SAMPLED_KEY.to_vec(), now.to_be_bytes().to_vec());
+            let mut txn = Txn::new().require_current(Table::Settings, SAMPLED_KEY.to_vec(), sampled_raw).put(
+                Table::Settings,
+                SAMPLED_KEY.to_vec(),
+                now.to_be_bytes().to_vec(),
+            );
             for ((tenant, hour, bucket), (counts, sampled)) in slots {
                 let key = row_key(tenant, hour, &bucket);
                 let raw = meta.get(Table::Metering, &key).await.map_err(meta_error)?;

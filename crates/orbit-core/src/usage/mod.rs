@@ -153,8 +153,10 @@ impl Namespace {
         let mut f = UsageFigures::default();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let rows =
-                meta.scan_prefix(Table::Objects, bucket.as_bytes(), after.as_deref(), 1000).await.map_err(meta_error)?;
+            let rows = meta
+                .scan_prefix(Table::Objects, bucket.as_bytes(), after.as_deref(), 1000)
+                .await
+                .map_err(meta_error)?;
             let done = rows.len() < 1000;
             for (k, v) in rows {
                 let rec: crate::records::ObjectRecord = decode(&v).map_err(meta_error)?;
