@@ -94,6 +94,7 @@ impl Namespace {
         Ok(ResolvedUpload { bucket: b, record, raw, key: ukey })
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_upload(
         &self,
         caller: &Caller,

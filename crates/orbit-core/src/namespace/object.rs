@@ -186,6 +186,7 @@ impl Namespace {
     /// Stream `body` into a fresh blob of `bucket`, computing MD5 and the
     /// requested checksum, then verify what the client declared. On any
     /// failure the blob is discarded and nothing becomes visible.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn write_blob(
         &self,
         owner: orbit_types::TenantId,

@@ -37,7 +37,7 @@ pub(super) async fn create_bucket(
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let c = caller(&req)?;
     s.ns.create_bucket(&c, &req.input.bucket).await.s3()?;
-    Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", req.input.bucket)), ..Default::default() }))
+    Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", req.input.bucket)) }))
 }
 
 pub(super) async fn head_bucket(
