@@ -181,7 +181,6 @@ impl Meter {
     fn add(&self, tenant: TenantId, bucket: &str, f: impl FnOnce(&mut MeterCounts)) {
         let hour = hour_of(now_ms());
         let Ok(mut pending) = self.inner.pending.lock() else { return };
-        // Look up by reference first: most events hit an existing slot.
         let slot = (tenant, hour, bucket.to_owned());
         f(pending.entry(slot).or_default());
     }
@@ -257,11 +256,17 @@ impl Meter {
             for b in all_buckets(meta).await? {
                 let bytes = read_counter(meta, &bucket_counter(b.tenant_id, b.id, BYTES)).await?.max(0) as u64;
                 let objects = read_counter(meta, &bucket_counter(b.tenant_id, b.id, OBJECTS)).await?.max(0) as u64;
+                let slot = (b.tenant_id, hour_of(now), b.name.to_string());
+                // An empty bucket with no activity adds nothing: skip its row. One
+                // emptied by this interval's deletes has events, so its 0 is sampled.
+                if bytes == 0 && objects == 0 && !slots.contains_key(&slot) {
+                    continue;
+                }
                 for (hour, ms) in split_hours(last, now) {
                     let e = slots.entry((b.tenant_id, hour, b.name.to_string())).or_default();
                     e.0.byte_seconds = e.0.byte_seconds.saturating_add(((bytes as u128 * ms as u128) / 1000) as u64);
                 }
-                let e = slots.entry((b.tenant_id, hour_of(now), b.name.to_string())).or_default();
+                let e = slots.entry(slot).or_default();
                 e.0.stored_bytes = bytes;
                 e.0.objects = objects;
                 e.1 = true;
@@ -404,5 +409,42 @@ mod tests {
         // Survives a new meter over the same store (a restart).
         let again = Meter::new(meta).report(a, Some("x"), 0, i64::MAX / 2).await.unwrap();
         assert_eq!(again[0].counts.write_requests, 4);
+    }
+
+    #[tokio::test]
+    async fn stored_bytes_are_integrated_since_the_last_sample_even_across_a_restart() {
+        let meta: Arc<dyn MetaStore> = Arc::new(MemoryStore::new());
+        let tenant = TenantId::generate();
+        let name = orbit_types::BucketName::new("data").unwrap();
+        let rec = BucketRecord {
+            id: orbit_types::BucketId::generate(),
+            tenant_id: tenant,
+            name: name.clone(),
+            created_ms: 0,
+            home_site: "s".into(),
+            backend: "default".into(),
+            cache: Default::default(),
+        };
+        let empty =
+            BucketRecord { id: orbit_types::BucketId::generate(), name: "empty".parse().unwrap(), ..rec.clone() };
+        let mut txn = Txn::new().put(Table::Buckets, crate::records::bucket_key(tenant, &name), encode(&rec)).put(
+            Table::Buckets,
+            crate::records::bucket_key(tenant, &empty.name),
+            encode(&empty),
+        );
+        txn.push_add(Table::Usage, bucket_counter(tenant, rec.id, BYTES), 7200);
+        txn.push_add(Table::Usage, bucket_counter(tenant, rec.id, OBJECTS), 2);
+        // The previous sample was 10 s ago (a server that was down for 10 s).
+        let last = now_ms() - 10_000;
+        txn.push_put(Table::Settings, SAMPLED_KEY.to_vec(), last.to_be_bytes().to_vec());
+        meta.commit(txn).await.unwrap();
+        let recs = Meter::new(meta).report(tenant, None, 0, i64::MAX / 2).await.unwrap();
+        // The empty, idle bucket has no record.
+        assert!(recs.iter().all(|r| r.bucket == "data"), "{recs:?}");
+        let seconds: u64 = recs.iter().map(|r| r.counts.byte_seconds).sum();
+        // 7200 bytes for at least 10 s (and less than a minute, however slow the machine).
+        assert!((7200 * 10..7200 * 60).contains(&seconds), "{seconds}");
+        let latest = recs.iter().max_by_key(|r| r.hour_ms).unwrap();
+        assert_eq!((latest.counts.stored_bytes, latest.counts.objects), (7200, 2));
     }
 }
