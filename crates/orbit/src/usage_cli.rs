@@ -65,6 +65,7 @@ pub enum UsageCmd {
         format: String,
     },
     /// Recompute usage from the object records and report drift; --fix corrects it (operator).
+    /// Without --fix, drift found makes the command exit non-zero.
     Recount {
         #[arg(long)]
         tenant: String,

@@ -16,7 +16,7 @@ use crate::namespace::Namespace;
 use accounting::{BYTES, OBJECTS, SEQ, bucket_counter, bucket_quota_key, read_counter, read_figures, tenant_counter};
 use orbit_meta::{MetaError, MetaStoreExt, Table, Txn, decode, encode};
 use orbit_tenancy::{AdminAction, Caller, authorize_admin, meta_error};
-use orbit_types::{BucketId, Error, Resource, Result, TenantId, now_ms};
+use orbit_types::{BucketId, Error, Result, TenantId, now_ms};
 use serde::{Deserialize, Serialize};
 
 pub use meter::{FLUSH_INTERVAL, MeterCounts, MeterRecord, RequestClass};
@@ -320,11 +320,6 @@ impl AdminService {
         authorize_admin(caller, AdminAction::ReadTenant(t.id))?;
         if from_ms > to_ms {
             return Err(Error::InvalidArgument("`from` is after `to`".into()));
-        }
-        if let Some(b) = bucket
-            && b.is_empty()
-        {
-            return Err(Error::NotFound(Resource::Bucket));
         }
         self.ns().meter().report(t.id, bucket, from_ms, to_ms).await
     }
