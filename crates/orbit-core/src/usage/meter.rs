@@ -447,4 +447,24 @@ mod tests {
         let latest = recs.iter().max_by_key(|r| r.hour_ms).unwrap();
         assert_eq!((latest.counts.stored_bytes, latest.counts.objects), (7200, 2));
     }
+
+    #[tokio::test]
+    async fn a_crash_loses_only_what_was_not_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let tenant = TenantId::generate();
+        {
+            let meta: Arc<dyn MetaStore> = Arc::new(orbit_meta::RedbStore::open(&path).unwrap());
+            let m = Meter::new(meta);
+            m.request(tenant, "x", RequestClass::Write);
+            m.bytes_in(tenant, "x", 10);
+            m.flush().await.unwrap();
+            // Counted after the last flush, then the process dies without one.
+            m.request(tenant, "x", RequestClass::Write);
+        }
+        let meta: Arc<dyn MetaStore> = Arc::new(orbit_meta::RedbStore::open(&path).unwrap());
+        let recs = Meter::new(meta).report(tenant, Some("x"), 0, i64::MAX / 2).await.unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!((recs[0].counts.write_requests, recs[0].counts.bytes_in), (1, 10));
+    }
 }
