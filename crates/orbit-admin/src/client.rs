@@ -24,7 +24,7 @@ pub struct AdminClient {
     http: reqwest::Client,
 }
 
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     // Path segments are names validated server-side; encode anything odd so it cannot alter the path.
     s.bytes()
         .map(|b| {
@@ -51,7 +51,7 @@ impl AdminClient {
         })
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

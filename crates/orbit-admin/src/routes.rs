@@ -44,7 +44,7 @@ fn json_rejection_message(e: &JsonRejection) -> String {
 }
 
 /// Query parameters whose rejections are admin API errors.
-struct Query<T>(T);
+pub(crate) struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -208,6 +208,7 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
             "/admin/v1/tenants/{tenant}/buckets/{bucket}/qos",
             get(crate::qos::get_bucket_qos).put(crate::qos::set_bucket_qos).delete(crate::qos::clear_bucket_qos),
         )
+        .merge(crate::usage::routes())
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
         .with_state(svc);
     Router::new()
@@ -229,6 +230,7 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::qos::QosApiDoc::openapi());
+    doc.merge(crate::usage::UsageDoc::openapi());
     doc
 }
 

@@ -27,10 +27,14 @@ impl AdminService {
         &self.dir
     }
 
+    pub(crate) fn ns(&self) -> &Namespace {
+        &self.ns
+    }
+
     /// Resolve a tenant named in a request. Anyone but an operator may only
     /// name their own tenant; any other name is refused without a lookup,
     /// so the answer is the same whether that tenant exists or not.
-    async fn target(&self, caller: &Caller, name: &str) -> Result<TenantRecord> {
+    pub(crate) async fn target(&self, caller: &Caller, name: &str) -> Result<TenantRecord> {
         if caller.role != Role::Operator && name != caller.tenant.as_str() {
             return Err(Error::AccessDenied);
         }
@@ -93,6 +97,8 @@ impl AdminService {
             }
         }
         self.dir.delete_tenant(&t).await?;
+        // Its usage counters and quotas go too; metering records stay for billing.
+        crate::usage::accounting::drop_tenant(&**self.ns.meta(), t.id).await?;
         // Its reserved cache, if any, goes with it.
         self.ns.apply_cache_share(t.id, None).await
     }

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod namespace;
 pub mod prefetch;
 pub mod records;
+pub mod usage;
 
 pub use admin::AdminService;
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
@@ -22,3 +23,4 @@ pub use namespace::object::{
 };
 pub use prefetch::{JobState, PrefetchJob, Prefetcher, Selection};
 pub use records::{BucketRecord, CachePolicy, ContentHeaders, ObjectRecord, PartRecord, StoredChecksum, UploadRecord};
+pub use usage::{Drift, MeterCounts, MeterRecord, Quota, QuotaKind, RequestClass, TenantUsage, UsageFigures};

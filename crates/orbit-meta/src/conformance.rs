@@ -8,6 +8,7 @@ pub async fn run_all(store: &dyn MetaStore) {
     scans_are_ordered_and_bounded(store).await;
     conditions_guard_the_whole_commit(store).await;
     prefix_helpers(store).await;
+    counters_add_and_bound(store).await;
 }
 
 async fn put_get_delete(s: &dyn MetaStore) {
@@ -87,4 +88,39 @@ async fn prefix_helpers(s: &dyn MetaStore) {
     assert_eq!(after.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(), [b"pre/b", b"pre/c"]);
     assert_eq!(crate::prefix_end(b"ab\xff"), Some(b"ac".to_vec()));
     assert_eq!(crate::prefix_end(b"\xff\xff"), None);
+}
+
+async fn counters_add_and_bound(s: &dyn MetaStore) {
+    let read = |v: Option<Vec<u8>>| v.map(|b| crate::counter_value(&b).unwrap());
+    // An absent counter is 0; adds accumulate, negative ones too.
+    s.commit(Txn::new().put(Table::Settings, b"other".to_vec(), b"x".to_vec())).await.unwrap();
+    let mut t = Txn::new();
+    t.push_add(Table::Usage, b"c".to_vec(), 7);
+    t.push_add(Table::Usage, b"c".to_vec(), 5);
+    s.commit(t).await.unwrap();
+    assert_eq!(read(s.get(Table::Usage, b"c").await.unwrap()), Some(12));
+    let mut t = Txn::new();
+    t.push_add(Table::Usage, b"c".to_vec(), -2);
+    s.commit(t).await.unwrap();
+    assert_eq!(read(s.get(Table::Usage, b"c").await.unwrap()), Some(10));
+    // The bound is checked before the ops: 10 <= 10 holds, 10 <= 9 does not and writes nothing.
+    let mut t = Txn::new();
+    t.push_require_at_most(Table::Usage, b"c".to_vec(), 10);
+    t.push_add(Table::Usage, b"c".to_vec(), 1);
+    s.commit(t).await.unwrap();
+    let mut t = Txn::new().put(Table::Settings, b"side".to_vec(), b"1".to_vec());
+    t.push_require_at_most(Table::Usage, b"c".to_vec(), 10);
+    t.push_add(Table::Usage, b"c".to_vec(), 1);
+    assert!(matches!(s.commit(t).await, Err(MetaError::Conflict)));
+    assert_eq!(read(s.get(Table::Usage, b"c").await.unwrap()), Some(11));
+    assert_eq!(s.get(Table::Settings, b"side").await.unwrap(), None);
+    // An absent counter is within any non-negative bound.
+    let mut t = Txn::new();
+    t.push_require_at_most(Table::Usage, b"absent".to_vec(), 0);
+    s.commit(t).await.unwrap();
+    // A value that is not a counter is corrupt, not silently reset.
+    let mut t = Txn::new();
+    t.push_add(Table::Settings, b"other".to_vec(), 1);
+    assert!(matches!(s.commit(t).await, Err(MetaError::Corrupt(_))));
+    assert_eq!(s.get(Table::Settings, b"other").await.unwrap(), Some(b"x".to_vec()));
 }

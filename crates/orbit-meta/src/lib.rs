@@ -16,4 +16,4 @@ mod store;
 pub use memory::MemoryStore;
 pub use record::{DecodeCache, decode, encode};
 pub use redb_store::RedbStore;
-pub use store::{Condition, MetaError, MetaResult, MetaStore, MetaStoreExt, Op, Table, Txn, prefix_end};
+pub use store::{Condition, MetaError, MetaResult, MetaStore, MetaStoreExt, Op, Table, Txn, counter_value, prefix_end};

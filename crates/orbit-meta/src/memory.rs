@@ -1,3 +1,4 @@
+use crate::store::{counter_add, counter_at_most};
 use crate::{Condition, MetaError, MetaResult, MetaStore, Op, Table, Txn, prefix_end};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -17,17 +18,18 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn holds(tables: &Tables, cond: &Condition) -> bool {
+    fn holds(tables: &Tables, cond: &Condition) -> MetaResult<bool> {
         let get = |t: &Table, k: &[u8]| tables.get(t).and_then(|m| m.get(k));
-        match cond {
+        Ok(match cond {
             Condition::Absent { table, key } => get(table, key).is_none(),
             Condition::Equals { table, key, value } => get(table, key) == Some(value),
             Condition::PrefixEmpty { table, prefix } => {
-                let Some(m) = tables.get(table) else { return true };
+                let Some(m) = tables.get(table) else { return Ok(true) };
                 let end = prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded);
                 m.range::<Vec<u8>, _>((Bound::Included(prefix.clone()), end)).next().is_none()
             }
-        }
+            Condition::AtMost { table, key, max } => counter_at_most(get(table, key).map(Vec::as_slice), *max)?,
+        })
     }
 }
 
@@ -62,8 +64,16 @@ impl MetaStore for MemoryStore {
 
     async fn commit(&self, txn: Txn) -> MetaResult<()> {
         let mut tables = self.tables.lock().map_err(|e| MetaError::Unavailable(e.to_string()))?;
-        if !txn.conditions.iter().all(|c| Self::holds(&tables, c)) {
-            return Err(MetaError::Conflict);
+        for c in &txn.conditions {
+            if !Self::holds(&tables, c)? {
+                return Err(MetaError::Conflict);
+            }
+        }
+        // Check every counter first, so a corrupt one writes nothing.
+        for op in &txn.ops {
+            if let Op::Add { table, key, .. } = op {
+                counter_add(tables.get(table).and_then(|m| m.get(key)).map(Vec::as_slice), 0)?;
+            }
         }
         for op in txn.ops {
             match op {
@@ -74,6 +84,11 @@ impl MetaStore for MemoryStore {
                     if let Some(m) = tables.get_mut(&table) {
                         m.remove(&key);
                     }
+                }
+                Op::Add { table, key, delta } => {
+                    let m = tables.entry(table).or_default();
+                    let next = counter_add(m.get(&key).map(Vec::as_slice), delta)?;
+                    m.insert(key, next);
                 }
             }
         }

@@ -1,3 +1,4 @@
+use crate::store::{counter_add, counter_at_most};
 use crate::{Condition, MetaError, MetaResult, MetaStore, Op, Table, Txn, prefix_end};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -67,6 +68,11 @@ impl RedbStore {
                         .map_err(unavailable)?;
                         range.next().is_none()
                     }
+                    Condition::AtMost { table, key, max } => {
+                        let t = wtx.open_table(def(*table)).map_err(unavailable)?;
+                        let cur = t.get(key.as_slice()).map_err(unavailable)?;
+                        counter_at_most(cur.as_ref().map(|v| v.value()), *max)?
+                    }
                 };
                 if !holds {
                     wtx.abort().map_err(unavailable)?;
@@ -82,6 +88,14 @@ impl RedbStore {
                     Op::Delete { table, key } => {
                         let mut t = wtx.open_table(def(*table)).map_err(unavailable)?;
                         t.remove(key.as_slice()).map_err(unavailable)?;
+                    }
+                    Op::Add { table, key, delta } => {
+                        let mut t = wtx.open_table(def(*table)).map_err(unavailable)?;
+                        let next = {
+                            let cur = t.get(key.as_slice()).map_err(unavailable)?;
+                            counter_add(cur.as_ref().map(|v| v.value()), *delta)?
+                        };
+                        t.insert(key.as_slice(), next.as_slice()).map_err(unavailable)?;
                     }
                 }
             }

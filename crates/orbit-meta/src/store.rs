@@ -35,10 +35,16 @@ pub enum Table {
     Mappings,
     /// tenant id ++ bucket name (empty for the tenant as a whole) -> QoS limits
     Qos,
+    /// usage counter key -> counter (bytes and objects per tenant and per bucket; see [`Op::Add`])
+    Usage,
+    /// tenant id [++ bucket id] -> quota record
+    Quotas,
+    /// tenant id ++ hour ++ bucket id -> metering record of that hour
+    Metering,
 }
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 18] = [
         Table::Tenants,
         Table::TenantNames,
         Table::Users,
@@ -54,6 +60,9 @@ impl Table {
         Table::Jobs,
         Table::Mappings,
         Table::Qos,
+        Table::Usage,
+        Table::Quotas,
+        Table::Metering,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +82,9 @@ impl Table {
             Table::Jobs => "jobs",
             Table::Mappings => "mappings",
             Table::Qos => "qos",
+            Table::Usage => "usage",
+            Table::Quotas => "quotas",
+            Table::Metering => "metering",
         }
     }
 }
@@ -86,13 +98,56 @@ pub enum Condition {
     Equals { table: Table, key: Vec<u8>, value: Vec<u8> },
     /// No key in the table starts with this prefix.
     PrefixEmpty { table: Table, prefix: Vec<u8> },
+    /// The counter at the key (absent counts as 0) is at most `max`, before
+    /// this commit's ops apply. With [`Op::Add`] this makes a limit check and
+    /// the increment one atomic step, so concurrent writers never overshoot.
+    AtMost { table: Table, key: Vec<u8>, max: i64 },
 }
 
 /// One write of a commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
-    Delete { table: Table, key: Vec<u8> },
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: Vec<u8>,
+    },
+    /// Add `delta` to the counter at the key (absent counts as 0). Adds never
+    /// conflict with each other, so hot counters shared by every writer of a
+    /// bucket cost no retries. Counters are 8 bytes, big-endian i64.
+    Add {
+        table: Table,
+        key: Vec<u8>,
+        delta: i64,
+    },
+}
+
+/// The value of a counter kept by [`Op::Add`]; None when the bytes are not one.
+pub fn counter_value(bytes: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes)
+}
+
+/// The new value of a counter after adding `delta` to its stored bytes.
+pub(crate) fn counter_add(current: Option<&[u8]>, delta: i64) -> MetaResult<Vec<u8>> {
+    let cur = match current {
+        None => 0,
+        Some(b) => counter_value(b).ok_or_else(|| MetaError::Corrupt("a counter is not 8 bytes".into()))?,
+    };
+    Ok(cur.saturating_add(delta).to_be_bytes().to_vec())
+}
+
+/// Whether an [`Condition::AtMost`] holds for the stored bytes.
+pub(crate) fn counter_at_most(current: Option<&[u8]>, max: i64) -> MetaResult<bool> {
+    match current {
+        None => Ok(0 <= max),
+        Some(b) => {
+            counter_value(b).map(|v| v <= max).ok_or_else(|| MetaError::Corrupt("a counter is not 8 bytes".into()))
+        }
+    }
 }
 
 /// An atomic, conditional batch of writes.
@@ -138,6 +193,12 @@ impl Txn {
     }
     pub fn push_delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
         self.ops.push(Op::Delete { table, key: key.into() });
+    }
+    pub fn push_add(&mut self, table: Table, key: impl Into<Vec<u8>>, delta: i64) {
+        self.ops.push(Op::Add { table, key: key.into(), delta });
+    }
+    pub fn push_require_at_most(&mut self, table: Table, key: impl Into<Vec<u8>>, max: i64) {
+        self.conditions.push(Condition::AtMost { table, key: key.into(), max });
     }
 }
 

@@ -53,6 +53,12 @@ pub(crate) fn s3_error(e: Error) -> S3Error {
             err.set_headers(headers);
             return err;
         }
+        Error::QuotaExceeded(m) => {
+            // Not in s3s's list of codes; S3-compatible stores answer it with 403.
+            let mut err = S3Error::with_message(S3ErrorCode::Custom("QuotaExceeded".into()), m.clone());
+            err.set_status_code(http::StatusCode::FORBIDDEN);
+            return err;
+        }
         Error::Unavailable(m) => {
             tracing::warn!(error = %m, "request failed: a dependency is unavailable");
             (S3ErrorCode::ServiceUnavailable, "Please reduce your request rate or retry.".into())

@@ -30,6 +30,7 @@ impl S3Auth for OrbitAuth {
 /// in the request for the handlers. Anonymous requests are refused.
 pub(crate) struct OrbitAccess {
     pub dir: Directory,
+    pub meter: orbit_core::usage::meter::Meter,
 }
 
 #[async_trait::async_trait]
@@ -49,11 +50,17 @@ impl S3Access for OrbitAccess {
         let access_key = creds.access_key.clone();
         match self.dir.authenticate(&access_key).await {
             Ok((caller, _)) => {
-                // Rate limits belong to the caller's tenant and the named bucket; checked before any work.
                 let bucket = match cx.s3_path() {
                     S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(&**bucket),
                     S3Path::Root => None,
                 };
+                // Every authenticated request is metered, refused ones too.
+                self.meter.request(
+                    caller.tenant_id,
+                    bucket.unwrap_or(""),
+                    crate::metering::class_of(cx.s3_op().name()),
+                );
+                // Rate limits belong to the caller's tenant and the named bucket; checked before any work.
                 let direction = crate::qos::direction(cx.s3_op().name());
                 let pacer = self.dir.qos().admit(caller.tenant_id, bucket, direction).map_err(s3_error)?;
                 cx.extensions_mut().insert(pacer);

@@ -8,6 +8,7 @@ mod error;
 mod handlers;
 mod host;
 mod identity;
+mod metering;
 mod qos;
 mod server;
 

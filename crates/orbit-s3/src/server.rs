@@ -107,9 +107,10 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
 
 impl S3Server {
     pub fn new(ns: Namespace, dir: Directory, config: S3ServerConfig) -> Self {
+        let meter = ns.meter().clone();
         let mut builder = S3ServiceBuilder::new(OrbitS3 { ns, region: config.region });
         builder.set_auth(OrbitAuth { dir: dir.clone() });
-        builder.set_access(OrbitAccess { dir });
+        builder.set_access(OrbitAccess { dir, meter });
         builder.set_host(VirtualHosts::new(config.domains));
         Self { service: builder.build() }
     }

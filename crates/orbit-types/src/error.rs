@@ -76,6 +76,10 @@ pub enum Error {
     /// after `retry_after_secs` (at least 1) can succeed.
     #[error("request rate limit exceeded; retry in {retry_after_secs} s")]
     SlowDown { retry_after_secs: u64 },
+    /// A hard quota of the caller's own tenant or bucket would be exceeded;
+    /// the message names only that limit.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A dependency (metadata store, backend) failed; retrying may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),

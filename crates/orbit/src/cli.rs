@@ -71,6 +71,16 @@ pub enum AdminCommand {
         #[command(subcommand)]
         cmd: qos::QosCmd,
     },
+    /// Quotas of a tenant or bucket: bytes and objects, hard or soft.
+    Quota {
+        #[command(subcommand)]
+        cmd: crate::usage_cli::QuotaCmd,
+    },
+    /// Usage: current bytes and objects, hourly metering reports, recounts.
+    Usage {
+        #[command(subcommand)]
+        cmd: crate::usage_cli::UsageCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -289,7 +299,7 @@ fn fmt_time(ms: i64) -> String {
 }
 
 /// Print rows as an aligned table under a header.
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -306,7 +316,7 @@ fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn emit<T: Serialize>(output: Output, value: &T, table: impl FnOnce()) -> Result<()> {
+pub(crate) fn emit<T: Serialize>(output: Output, value: &T, table: impl FnOnce()) -> Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Output::Table => table(),
@@ -381,6 +391,8 @@ fn job_outcome(output: Output, job: &orbit_admin::api::PrefetchJob) -> Result<()
 async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
     match cmd {
         AdminCommand::Qos { cmd } => qos::run(cmd, &conn).await,
+        AdminCommand::Quota { cmd } => crate::usage_cli::quota(conn.client()?, conn.output, cmd).await,
+        AdminCommand::Usage { cmd } => crate::usage_cli::usage(conn.client()?, conn.output, cmd).await,
         AdminCommand::Prefetch { cmd } => {
             let c = conn.client()?;
             match cmd {

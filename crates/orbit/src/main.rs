@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod serve;
+mod usage_cli;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;

@@ -197,6 +197,7 @@ pub async fn run(config: Config) -> Result<()> {
         }
     }
     let collector = namespace.start_background();
+    let metering = namespace.start_metering();
 
     let s3_listener = TcpListener::bind(config.s3_addr)
         .await
@@ -248,6 +249,13 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = s3_task.await;
     let _ = admin_task.await;
     collector.abort();
+    // Requests are done: the last metering events reach the store. The flush
+    // waits for a periodic one in progress; only then is the flusher stopped,
+    // so no flush holding events is cancelled halfway.
+    if let Err(e) = namespace.meter().flush().await {
+        tracing::warn!(error = %e, "final metering flush failed");
+    }
+    metering.abort();
     if let Some(cache) = namespace.cache() {
         cache.close().await;
     }

@@ -134,13 +134,14 @@ impl Namespace {
             let b = self.resolve_bucket(tenant, name).await?;
             let id = b.record.id;
             if force {
-                self.purge_objects(id).await?;
+                self.purge_objects(tenant, id).await?;
             }
             let mut txn = Txn::new()
                 .require_equals(Table::Buckets, b.key.clone(), b.raw.clone())
                 .require_prefix_empty(Table::Objects, id.as_bytes().to_vec())
                 .delete(Table::Buckets, b.key.clone());
             txn = self.mapped_unmap(txn, &b.record, force).await?;
+            crate::usage::accounting::drop_bucket(&*self.meta, &mut txn, tenant, id).await?;
             let due = due_value(now_ms());
             let uploads =
                 self.meta.scan_prefix(Table::Uploads, id.as_bytes(), None, usize::MAX).await.map_err(meta_error)?;
@@ -175,7 +176,7 @@ impl Namespace {
     }
 
     /// Delete every object of a bucket (forced bucket or tenant deletion).
-    async fn purge_objects(&self, bucket: BucketId) -> Result<()> {
+    async fn purge_objects(&self, tenant: TenantId, bucket: BucketId) -> Result<()> {
         loop {
             let batch =
                 self.meta.scan_prefix(Table::Objects, bucket.as_bytes(), None, SCAN_BATCH).await.map_err(meta_error)?;
@@ -184,14 +185,18 @@ impl Namespace {
             }
             let mut txn = Txn::new();
             let due = due_value(now_ms() + SUPERSEDED_GRACE_MS);
+            let mut freed = crate::usage::accounting::Charge::default();
             for (k, v) in batch {
                 let rec: ObjectRecord = decode(&v).map_err(meta_error)?;
+                freed.bytes -= rec.size as i64;
+                freed.objects -= 1;
                 for (backend, blob) in rec.blobs() {
                     txn.push_put(Table::Gc, gc_key(backend, blob), due.clone());
                 }
                 txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Objects, key: k.clone(), value: v });
                 txn.push_delete(Table::Objects, k);
             }
+            crate::usage::accounting::release(&mut txn, tenant, bucket, freed);
             match self.meta.commit(txn).await {
                 Ok(()) | Err(MetaError::Conflict) => {}
                 Err(e) => return Err(meta_error(e)),

@@ -154,11 +154,13 @@ impl Namespace {
         m: &MappedLocation,
         key: &str,
         get: &GetObject,
+        tap: super::read::HitTap,
     ) -> Result<ObjectBody> {
         for _ in 0..READ_RESTARTS {
             let (meta, record, range) = self.mapped_lookup(b, m, key, get).await?;
             let span = range.clone().unwrap_or(0..record.size);
-            match self.stream_mapped(b.tenant_id, b.chunk_policy(key), &b.backend, &meta, span).await {
+            match self.stream_mapped(b.tenant_id, b.chunk_policy(key), &b.backend, &meta, span, Some(tap.clone())).await
+            {
                 Ok(stream) => return Ok(ObjectBody { record, range, stream }),
                 Err(e @ (Error::PreconditionFailed | Error::Unavailable(_))) => {
                     // Did the object change, or is the backend failing?
@@ -188,12 +190,14 @@ impl Namespace {
         source: &ObjectRecord,
         span: Range<u64>,
     ) -> Result<orbit_backend::ByteStream> {
-        let Some(m) = &b.mapped else { return self.stream_range(source, span, b.tenant_id, b.chunk_policy(key)).await };
+        let Some(m) = &b.mapped else {
+            return self.stream_range(source, span, b.tenant_id, b.chunk_policy(key), None).await;
+        };
         let meta = self.mapped_head(b, m, key, false).await?;
         if record_of(&meta).etag != source.etag {
             return Err(Error::Unavailable("the copy source changed during the copy, retry".into()));
         }
-        self.stream_mapped(b.tenant_id, b.chunk_policy(key), &b.backend, &meta, span)
+        self.stream_mapped(b.tenant_id, b.chunk_policy(key), &b.backend, &meta, span, None)
             .await
             .map_err(|_| Error::Unavailable("the copy source changed or failed during the copy, retry".into()))
     }
@@ -207,7 +211,7 @@ impl Namespace {
         };
         // A prefetch is an explicit request to cache: admit on the first read.
         let policy = orbit_cache::ChunkPolicy { admit_on_second_miss: false, ..b.chunk_policy(key) };
-        let mut stream = self.stream_mapped(b.tenant_id, policy, &b.backend, &meta, 0..meta.size).await?;
+        let mut stream = self.stream_mapped(b.tenant_id, policy, &b.backend, &meta, 0..meta.size, None).await?;
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
             n += chunk.map_err(|e| Error::Unavailable(e.to_string()))?.len() as u64;
@@ -324,13 +328,15 @@ impl Namespace {
                     &sb.record.backend,
                     &meta,
                     0..rec.size,
+                    None,
                 );
                 (rec, s.await.map_err(|_| Error::Unavailable("the copy source changed or failed, retry".into()))?)
             }
             None => {
                 let (_, rec) = self.resolve_copy_source_in(caller, &src).await?;
-                let s =
-                    self.stream_range(&rec, 0..rec.size, sb.record.tenant_id, sb.record.chunk_policy(&src.key)).await?;
+                let s = self
+                    .stream_range(&rec, 0..rec.size, sb.record.tenant_id, sb.record.chunk_policy(&src.key), None)
+                    .await?;
                 (rec, s)
             }
         };

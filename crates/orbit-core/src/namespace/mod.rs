@@ -39,6 +39,7 @@ pub struct Namespace {
     decoded_objects: Arc<DecodeCache<ObjectRecord>>,
     /// Object metadata of mapped buckets, as their consistency modes allow.
     mapped_meta: Arc<mapped::MetaCache>,
+    meter: crate::usage::meter::Meter,
 }
 
 /// A bucket as read, with the exact stored bytes so a commit can require
@@ -52,6 +53,7 @@ pub(crate) struct ResolvedBucket {
 impl Namespace {
     pub fn new(meta: Arc<dyn MetaStore>, backends: BackendSet, site: impl Into<String>) -> Self {
         let gc = Collector::new(meta.clone(), backends.clone());
+        let meter = crate::usage::meter::Meter::new(meta.clone());
         Self {
             meta,
             backends,
@@ -62,7 +64,23 @@ impl Namespace {
             decoded_buckets: Arc::new(DecodeCache::new(DECODED_BUCKETS)),
             decoded_objects: Arc::new(DecodeCache::new(DECODED_OBJECTS)),
             mapped_meta: Default::default(),
+            meter,
         }
+    }
+
+    pub(crate) fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    /// The usage meter (billing records); front-ends report requests to it.
+    pub fn meter(&self) -> &crate::usage::meter::Meter {
+        &self.meter
+    }
+
+    /// Flush metering records every interval. Call once per process, and
+    /// `meter().flush()` on shutdown.
+    pub fn start_metering(&self) -> tokio::task::JoinHandle<()> {
+        self.meter.spawn(crate::usage::FLUSH_INTERVAL)
     }
 
     /// Serve reads through the chunk caches of the pool.

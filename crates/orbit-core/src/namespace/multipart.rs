@@ -11,6 +11,7 @@ use crate::records::{
     ContentHeaders, ObjectRecord, PartRecord, Segment, StoredChecksum, UploadRecord, new_part_blob_path, object_key,
     part_key, upload_key,
 };
+use crate::usage::accounting::{Charge, Guard, release};
 use orbit_backend::ByteStream;
 use orbit_meta::{MetaError, MetaStoreExt, Table, Txn, decode, encode};
 use orbit_tenancy::{Caller, meta_error};
@@ -179,7 +180,9 @@ impl Namespace {
             )
             .await?;
         let part = part_record(number, w, &up.record);
-        self.commit_part(&up, part).await
+        let part = self.commit_part(&up, part).await?;
+        self.meter().bytes_in(caller.tenant_id, bucket, part.size);
+        Ok(part)
     }
 
     async fn commit_part(&self, up: &ResolvedUpload, part: PartRecord) -> Result<PartRecord> {
@@ -187,17 +190,26 @@ impl Namespace {
         let result = async {
             for _ in 0..MAX_CAS_RETRIES {
                 let old = self.meta.get(Table::Parts, &pkey).await.map_err(meta_error)?;
+                // Stored parts count as stored bytes (as S3 bills them), so the
+                // bytes quota is checked as each part is stored.
+                let guard = Guard::read(&*self.meta, &up.bucket.record).await?;
                 let mut txn = Txn::new()
                     .require_equals(Table::Uploads, up.key.clone(), up.raw.clone())
                     .require_current(Table::Parts, pkey.clone(), old.clone())
                     .put(Table::Parts, pkey.clone(), encode(&part))
                     .delete(Table::Gc, gc_key(&part.backend, &part.blob));
+                let mut replaced = 0;
                 if let Some(old) = &old {
                     let old: PartRecord = decode(old).map_err(meta_error)?;
+                    replaced = old.size as i64;
                     txn.push_put(Table::Gc, gc_key(&old.backend, &old.blob), due_value(now_ms()));
                 }
+                let soft = guard.charge(&mut txn, Charge::new(part.size as i64 - replaced, 0))?;
                 match self.meta.commit(txn).await {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        guard.report(soft);
+                        return Ok(());
+                    }
                     Err(MetaError::Conflict) => {
                         if self.meta.get(Table::Uploads, &up.key).await.map_err(meta_error)?.as_ref() != Some(&up.raw) {
                             return Err(Error::NotFound(Resource::Upload));
@@ -364,9 +376,18 @@ impl Namespace {
             let current = self.read_object(up.bucket.record.id, key).await?;
             check_write_conditions(current.as_ref().map(|(_, r)| r), &conditions)?;
             let (cur_raw, cur) = current.map_or((None, None), |(raw, rec)| (Some(raw), Some(rec)));
+            let guard = Guard::read(&*self.meta, &up.bucket.record).await?;
             let mut txn = Self::object_write_txn(&up.bucket, &okey, cur_raw, cur.as_ref(), &rec)
                 .require_equals(Table::Uploads, up.key.clone(), up.raw.clone())
                 .delete(Table::Uploads, up.key.clone());
+            // The parts were counted as they were stored: the object adds
+            // nothing to bytes but drops unused parts and the replaced object.
+            let parts_total: u64 = stored.iter().map(|p| p.2.size).sum();
+            let charge = Charge::new(
+                rec.size as i64 - parts_total as i64 - cur.as_ref().map_or(0, |c| c.size as i64),
+                if cur.is_some() { 0 } else { 1 },
+            );
+            let soft = guard.charge(&mut txn, charge)?;
             let used: std::collections::HashSet<u32> = parts.iter().map(|p| p.number).collect();
             for (pk, pv, part) in &stored {
                 txn.conditions.push(orbit_meta::Condition::Equals {
@@ -381,6 +402,7 @@ impl Namespace {
             }
             match self.meta.commit(txn).await {
                 Ok(()) => {
+                    guard.report(soft);
                     self.gc.wake();
                     return Ok(rec);
                 }
@@ -398,11 +420,14 @@ impl Namespace {
             let mut txn = Txn::new()
                 .require_equals(Table::Uploads, up.key.clone(), up.raw.clone())
                 .delete(Table::Uploads, up.key.clone());
+            let mut freed = 0i64;
             for (pk, pv, part) in self.parts_of(up.record.id).await? {
                 txn.conditions.push(orbit_meta::Condition::Equals { table: Table::Parts, key: pk.clone(), value: pv });
                 txn.push_delete(Table::Parts, pk);
                 txn.push_put(Table::Gc, gc_key(&part.backend, &part.blob), due_value(now_ms()));
+                freed += part.size as i64;
             }
+            release(&mut txn, up.bucket.record.tenant_id, up.bucket.record.id, Charge::new(-freed, 0));
             match self.meta.commit(txn).await {
                 Ok(()) => {
                     self.gc.wake();

@@ -4,6 +4,7 @@ use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
 use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, md5_hex};
 use crate::gc::{SUPERSEDED_GRACE_MS, due_value, gc_key};
 use crate::records::{ContentHeaders, ObjectRecord, Segment, StoredChecksum, new_blob_path, object_key};
+use crate::usage::accounting::{Charge, Guard, release};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::{StreamExt, TryStreamExt};
@@ -336,9 +337,16 @@ impl Namespace {
                 let current = self.read_object(bucket.record.id, key).await?;
                 check_write_conditions(current.as_ref().map(|(_, r)| r), conditions)?;
                 let (raw, cur) = current.map_or((None, None), |(raw, rec)| (Some(raw), Some(rec)));
-                let txn = Self::object_write_txn(&bucket, &okey, raw, cur.as_ref(), rec);
+                let guard = Guard::read(&*self.meta, &bucket.record).await?;
+                let mut txn = Self::object_write_txn(&bucket, &okey, raw, cur.as_ref(), rec);
+                let charge = Charge::new(
+                    rec.size as i64 - cur.as_ref().map_or(0, |c| c.size as i64),
+                    if cur.is_some() { 0 } else { 1 },
+                );
+                let soft = guard.charge(&mut txn, charge)?;
                 match self.meta.commit(txn).await {
                     Ok(()) => {
+                        guard.report(soft);
                         if cur.is_some() {
                             self.gc.wake();
                         }
@@ -403,6 +411,7 @@ impl Namespace {
             parts_count: None,
         };
         self.commit_object(caller.tenant_id, bucket, key, &rec, &put.conditions).await?;
+        self.meter.bytes_in(caller.tenant_id, bucket, rec.size);
         Ok(rec)
     }
 
@@ -455,13 +464,21 @@ impl Namespace {
 
     pub async fn get_object(&self, caller: &Caller, bucket: &str, key: &str, get: &GetObject) -> Result<ObjectBody> {
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
-        if let Some(m) = &b.record.mapped {
-            return self.mapped_get(&b.record, m, key, get).await;
-        }
-        let (b, record, range) = self.lookup_in(b, key, get).await?;
-        let span = range.clone().unwrap_or(0..record.size);
-        let stream = self.stream_range(&record, span, b.tenant_id, b.chunk_policy(key)).await?;
-        Ok(ObjectBody { record, range, stream })
+        let tap = super::read::HitTap { meter: self.meter.clone(), tenant: b.record.tenant_id, bucket: bucket.into() };
+        let mut body = match &b.record.mapped {
+            Some(m) => self.mapped_get(&b.record, m, key, get, tap.clone()).await?,
+            None => {
+                let (b, record, range) = self.lookup_in(b, key, get).await?;
+                let span = range.clone().unwrap_or(0..record.size);
+                let policy = b.chunk_policy(key);
+                let stream = self.stream_range(&record, span, b.tenant_id, policy, Some(tap.clone())).await?;
+                ObjectBody { record, range, stream }
+            }
+        };
+        // Bytes out are the bytes actually sent, counted as they go.
+        body.stream =
+            body.stream.inspect_ok(move |c| tap.meter.bytes_out(tap.tenant, &tap.bucket, c.len() as u64)).boxed();
+        Ok(body)
     }
 
     pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
@@ -475,6 +492,7 @@ impl Namespace {
             let Some((raw, rec)) = self.read_object(b.record.id, key).await? else { return Ok(()) };
             let okey = object_key(b.record.id, key);
             let mut txn = Txn::new().require_equals(Table::Objects, okey.clone(), raw).delete(Table::Objects, okey);
+            release(&mut txn, b.record.tenant_id, b.record.id, Charge::new(-(rec.size as i64), -1));
             let due = due_value(now_ms() + SUPERSEDED_GRACE_MS);
             for (backend, blob) in rec.blobs() {
                 txn.push_put(Table::Gc, gc_key(backend, blob), due.clone());

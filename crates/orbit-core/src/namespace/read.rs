@@ -11,6 +11,14 @@ use orbit_types::{Error, Result, TenantId};
 use std::ops::Range;
 use std::sync::Arc;
 
+/// Where a client read's cache hits are metered (none for prefetch and copies).
+#[derive(Clone)]
+pub(crate) struct HitTap {
+    pub meter: crate::usage::meter::Meter,
+    pub tenant: TenantId,
+    pub bucket: Arc<str>,
+}
+
 /// Chunks fetched ahead of the one being sent, for streaming readers.
 const READ_AHEAD: usize = 2;
 
@@ -89,10 +97,11 @@ impl Namespace {
         span: Range<u64>,
         owner: TenantId,
         policy: ChunkPolicy,
+        tap: Option<HitTap>,
     ) -> Result<ByteStream> {
         let pieces = self.pieces(rec, &span)?;
         match self.cache_for(owner) {
-            Some(cache) => cached_stream(cache, pieces, policy).await,
+            Some(cache) => cached_stream(cache, pieces, policy, tap).await,
             None => direct_stream(pieces).await,
         }
     }
@@ -108,6 +117,7 @@ impl Namespace {
         backend_name: &str,
         meta: &orbit_backend::BlobMeta,
         span: Range<u64>,
+        tap: Option<HitTap>,
     ) -> Result<ByteStream> {
         if span.is_empty() {
             return Ok(futures::stream::empty().boxed());
@@ -125,7 +135,7 @@ impl Namespace {
             etag: Some(etag),
         };
         match self.cache_for(owner) {
-            Some(cache) => cached_stream(cache, vec![piece], policy).await,
+            Some(cache) => cached_stream(cache, vec![piece], policy, tap).await,
             None => direct_stream(vec![piece]).await,
         }
     }
@@ -160,17 +170,38 @@ struct ChunkRead {
     etag: Option<String>,
 }
 
-async fn read_chunk(cache: ChunkCache, policy: ChunkPolicy, c: ChunkRead) -> std::io::Result<Bytes> {
+async fn read_chunk(
+    cache: ChunkCache,
+    policy: ChunkPolicy,
+    c: ChunkRead,
+    tap: Option<HitTap>,
+) -> std::io::Result<Bytes> {
     let ChunkRead { backend, cache_blob, blob, index, chunk, slice, etag } = c;
-    let data =
-        cache.get_or_fetch_with(&cache_blob, index, policy, move || read_exact(backend, blob, chunk, etag)).await?;
+    // A chunk this read did not fetch itself was served from the cache (a
+    // read that joined another's fetch of the same chunk counts too).
+    let mut fetched = false;
+    let fetched_flag = &mut fetched;
+    let data = cache
+        .get_or_fetch_with(&cache_blob, index, policy, move || {
+            *fetched_flag = true;
+            read_exact(backend, blob, chunk, etag)
+        })
+        .await?;
     if data.len() < slice.end {
         return Err(std::io::Error::other("a cached chunk is shorter than its range"));
+    }
+    if !fetched && let Some(t) = tap {
+        t.meter.cache_hit(t.tenant, &t.bucket, (slice.end - slice.start) as u64);
     }
     Ok(data.slice(slice))
 }
 
-async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolicy) -> Result<ByteStream> {
+async fn cached_stream(
+    cache: ChunkCache,
+    pieces: Vec<Piece>,
+    policy: ChunkPolicy,
+    tap: Option<HitTap>,
+) -> Result<ByteStream> {
     let size = cache.chunk_size();
     let mut reads = Vec::new();
     for p in pieces {
@@ -211,13 +242,14 @@ async fn cached_stream(cache: ChunkCache, pieces: Vec<Piece>, policy: ChunkPolic
     // Small objects and ranges are one chunk: no read-ahead machinery.
     if reads.len() == 1 {
         let read = reads.pop().expect("one read");
-        let only = read_chunk(cache, policy, read).await.map_err(first_error)?;
+        let only = read_chunk(cache, policy, read, tap).await.map_err(first_error)?;
         return Ok(futures::stream::once(futures::future::ready(Ok(only))).boxed());
     }
     // Polling the first chunk starts the next ones too: a cold read pays one
     // round trip to the backend, not one per chunk.
-    let mut chunks =
-        futures::stream::iter(reads).map(move |r| read_chunk(cache.clone(), policy, r)).buffered(READ_AHEAD + 1);
+    let mut chunks = futures::stream::iter(reads)
+        .map(move |r| read_chunk(cache.clone(), policy, r, tap.clone()))
+        .buffered(READ_AHEAD + 1);
     let first = chunks.next().await.unwrap_or_else(|| Ok(Bytes::new())).map_err(first_error)?;
     Ok(futures::stream::once(async move { Ok(first) }).chain(chunks).boxed())
 }

@@ -19,7 +19,7 @@ impl Namespace {
         let Some((_, rec)) = self.read_object(b.record.id, key).await? else { return Ok(None) };
         // A prefetch is an explicit request to cache: admit on the first read.
         let policy = orbit_cache::ChunkPolicy { admit_on_second_miss: false, ..b.record.chunk_policy(key) };
-        let mut stream = self.stream_range(&rec, 0..rec.size, tenant, policy).await?;
+        let mut stream = self.stream_range(&rec, 0..rec.size, tenant, policy, None).await?;
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
             n += chunk.map_err(|e| Error::Unavailable(e.to_string()))?.len() as u64;
