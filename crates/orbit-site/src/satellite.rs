@@ -168,6 +168,9 @@ pub struct SatelliteSite {
     fetches: BTreeMap<FetchId, Fetch>,
     write_leases: BTreeMap<HomeLease, HeldWriteLease>,
     forwards: BTreeMap<RequestId, SiteId>,
+    /// Leases recalled before their grant arrived: the grant, when it comes,
+    /// must not be taken, as home has already forgotten the lease.
+    recalled_early: std::collections::BTreeSet<HomeLease>,
 }
 
 impl SatelliteSite {
@@ -204,6 +207,7 @@ impl SatelliteSite {
             fetches: BTreeMap::new(),
             write_leases,
             forwards: BTreeMap::new(),
+            recalled_early: std::collections::BTreeSet::new(),
         }
     }
 
@@ -302,9 +306,16 @@ impl SatelliteSite {
         ReadPlan::Fetch(id)
     }
 
+    /// Whether this site is the authority for reads of `covers`: it holds a
+    /// write lease and has not yet sent its release (once sent, home may take
+    /// writes of the prefix at any moment).
+    fn serves_locally(&self, covers: impl Fn(&LeaseScope) -> bool) -> bool {
+        self.write_leases.values().any(|w| covers(&w.scope) && w.giving_back.is_none_or(|(_, sent)| sent.is_none()))
+    }
+
     /// How to serve a read of `key`.
     pub fn read(&mut self, now: MonoTime, bucket: BucketId, key: &ObjectKey) -> ReadPlan {
-        if self.write_lease_over(bucket, key).is_some() {
+        if self.serves_locally(|s| s.covers(bucket, key)) {
             return ReadPlan::Local;
         }
         self.plan(now, bucket, Entry::Object(key.clone()))
@@ -312,7 +323,7 @@ impl SatelliteSite {
 
     /// How to serve a listing of `prefix` (the lease must cover all of it).
     pub fn list(&mut self, now: MonoTime, bucket: BucketId, prefix: &str) -> ReadPlan {
-        if self.write_leases.values().any(|w| w.scope.covers_prefix(bucket, prefix)) {
+        if self.serves_locally(|s| s.covers_prefix(bucket, prefix)) {
             return ReadPlan::Local;
         }
         self.plan(now, bucket, Entry::Listing(prefix.to_owned()))
@@ -437,6 +448,10 @@ impl SatelliteSite {
         // the caller never completes them.
         let leases = &self.leases;
         self.fetches.retain(|_, f| leases.contains_key(&f.lease));
+        // A grant can only be taken for a pending request: with none pending
+        // to a home, its early recalls no longer matter.
+        let asking = &self.asking;
+        self.recalled_early.retain(|(home, _)| asking.values().any(|p| &p.home == home));
         // Requests sent again keep their id and their first `asked_at`: a
         // grant may answer either send, and the earlier start is the safe one.
         for (req, p) in &mut self.asking {
@@ -510,6 +525,11 @@ impl SatelliteSite {
                     }
                     return events;
                 }
+                if self.recalled_early.remove(&(from.clone(), lease)) {
+                    // Recalled on its way here: the request stays pending and
+                    // its next send gets a lease home knows.
+                    return events;
+                }
                 let Some(p) = self.asking.remove(&req) else { return events };
                 let valid_until = p.asked_at.plus(duration);
                 let key = (from.clone(), lease);
@@ -561,6 +581,8 @@ impl SatelliteSite {
                 let key = (from.clone(), lease);
                 if self.leases.remove(&key).is_some() {
                     self.drop_lease_entries(&key);
+                } else if self.asking.values().any(|p| &p.home == from) {
+                    self.recalled_early.insert(key);
                 }
                 events.push(Self::send(from, Message::RecallReadAck { lease }));
             }

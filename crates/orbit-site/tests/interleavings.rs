@@ -267,6 +267,9 @@ fn a_write_lease_recalls_read_leases_first_and_is_recalled_with_unflushed_writes
     assert!(!dup.iter().any(|e| matches!(e, HomeEvent::ApplyFlushed { .. })));
     let release = one_message(&writer.on_message(s(240), &home_site(), reply_to(&events, &sat1())));
     assert!(matches!(release, Message::ReleaseWriteLease { flushed_upto: 3, .. }));
+    // Regression: once its release is sent, home may take writes at any
+    // moment, so the holder no longer serves the prefix as its own.
+    assert_ne!(writer.read(s(245), bucket(), &k), ReadPlan::Local);
     let events = home.on_message(h(250), &sat1(), release);
     assert!(events.contains(&HomeEvent::WriteLeasesChanged));
     writer.on_message(s(260), &home_site(), reply_to(&events, &sat1()));
@@ -389,4 +392,24 @@ fn a_restored_write_lease_takes_no_write_until_home_confirms_it() {
     sat.on_message(s(120), &home_site(), answer);
     assert!(sat.write_lease_state().is_empty());
     assert!(!sat.write_lease_busy(bucket(), &key("ckpt/1")));
+}
+
+#[test]
+fn a_read_lease_recalled_before_its_grant_arrives_is_never_taken() {
+    // Regression (found by the random schedules): the recall overtook the
+    // grant, the satellite acknowledged a lease it did not know, home forgot
+    // the lease, and the grant arriving afterwards made a lease nobody would
+    // ever invalidate.
+    let (mut home, mut reader, mut writer) = (home(), satellite(sat1()), satellite(sat2()));
+    let ask = one_message(&reader.request_read_lease(s(0), &home_site(), LeaseScope::bucket(bucket())));
+    let grant = reply_to(&home.on_message(h(10), &sat1(), ask.clone()), &sat1());
+    let acquire = one_message(&writer.acquire_write_lease(s(20), &home_site(), LeaseScope::new(bucket(), "b/")));
+    let recall = reply_to(&home.on_message(h(30), &sat2(), acquire), &sat1());
+    let ack = one_message(&reader.on_message(s(40), &home_site(), recall));
+    home.on_message(h(50), &sat1(), ack);
+    assert!(home.read_leases().is_empty());
+    reader.on_message(s(60), &home_site(), grant);
+    assert!(reader.valid_leases(s(70)).is_empty(), "took a lease home has forgotten");
+    // The request is still pending and is sent again.
+    assert!(matches!(one_message(&reader.tick(s(600))), Message::GrantReadLease { .. }));
 }

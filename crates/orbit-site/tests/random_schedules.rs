@@ -16,6 +16,14 @@ fn run(seed: u64, faults: Faults, rates: Vec<f64>, timing: orbit_site::LeaseTimi
     }
     sim.recover_all();
     sim.settle();
+    // The same run, judged by the linearizability checker on the clients'
+    // per-key histories.
+    let history = sim.history();
+    match orbit_lincheck::check(&history, orbit_lincheck::Limits { max_states: 2_000_000 }) {
+        orbit_lincheck::Outcome::Ok { .. } => {}
+        orbit_lincheck::Outcome::Violation(v) => sim.violations.push(format!("lincheck: {v}")),
+        other => sim.violations.push(format!("lincheck: {other:?}")),
+    }
     sim
 }
 

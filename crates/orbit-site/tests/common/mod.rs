@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use orbit_lincheck::{Op, Operation};
 use orbit_site::{
     FetchId, Gate, HomeEvent, HomeRead, HomeSite, LeaseScope, LeaseTiming, Message, MonoTime, ReadPlan, SatelliteEvent,
     SatelliteSite, SiteId, WriteId, WriteKind, WriteLeaseRecord, WriteLeaseState, WriteOrigin,
@@ -34,6 +35,7 @@ struct PendingRead {
     fetch: Option<FetchId>,
     /// The last acknowledged write of the key when the read began.
     floor: u64,
+    called: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -107,7 +109,7 @@ pub struct Sim {
     /// The committed register at home: key -> version (0 = never written).
     store: BTreeMap<ObjectKey, u64>,
     /// Writes in the gate: key, and the satellite and request that forwarded it.
-    pending_writes: BTreeMap<WriteId, (ObjectKey, Option<(usize, orbit_site::RequestId)>)>,
+    pending_writes: BTreeMap<WriteId, (ObjectKey, Option<(usize, orbit_site::RequestId)>, Option<usize>)>,
     /// Versions of forwarded writes committed at home, until their ack arrives.
     forward_versions: BTreeMap<(usize, orbit_site::RequestId), u64>,
     sats: Vec<Satellite>,
@@ -121,6 +123,11 @@ pub struct Sim {
     pub served: u64,
     pub served_cached: u64,
     pub acked_writes: u64,
+    /// Every client operation, for the linearizability checker.
+    history: Vec<Operation>,
+    stamp: u64,
+    /// History index of each forwarded write, by satellite and request.
+    forward_ops: BTreeMap<(usize, orbit_site::RequestId), usize>,
 }
 
 impl Sim {
@@ -166,6 +173,9 @@ impl Sim {
             served: 0,
             served_cached: 0,
             acked_writes: 0,
+            history: Vec::new(),
+            stamp: 0,
+            forward_ops: BTreeMap::new(),
         };
         let now = sim.local(0);
         sim.home = HomeSite::start(sim.names[0].clone(), sim.timing.clone(), 1, Vec::new(), now, true);
@@ -191,7 +201,56 @@ impl Sim {
         self.net.push(InFlight { at: self.now_ms + delay, from, to, payload });
     }
 
-    fn check_read(&mut self, site: usize, key: &ObjectKey, value: u64, floor: u64, how: &str) {
+    /// Real time as the history records it: one shared counter, so events
+    /// in the same millisecond keep their order.
+    fn stamp(&mut self) -> u64 {
+        self.stamp += 1;
+        self.stamp
+    }
+
+    /// The history of every client operation: reads that never returned are
+    /// left out, writes never acknowledged stay with an unknown outcome.
+    pub fn history(&self) -> Vec<Operation> {
+        self.history.iter().filter(|o| o.op != Op::Get || o.ret.is_some()).cloned().collect()
+    }
+
+    fn call_write(&mut self, site: usize, key: &ObjectKey) -> usize {
+        let call = self.stamp();
+        let id = self.history.len();
+        self.history.push(Operation {
+            id: id as u64,
+            client: format!("{}-{id}", self.names[site]),
+            key: key.to_string(),
+            // The value is the version, known once committed.
+            op: Op::Put(format!("uncommitted-{id}")),
+            output: None,
+            call,
+            ret: None,
+        });
+        id
+    }
+
+    fn committed(&mut self, op: usize, version: u64) {
+        self.history[op].op = Op::Put(format!("v{version}"));
+    }
+
+    fn returned(&mut self, op: usize) {
+        self.history[op].ret = Some(self.stamp());
+    }
+
+    fn check_read(&mut self, site: usize, key: &ObjectKey, value: u64, floor: u64, how: &str, called: Option<u64>) {
+        let call = called.unwrap_or_else(|| self.stamp());
+        let ret = self.stamp();
+        let id = self.history.len();
+        self.history.push(Operation {
+            id: id as u64,
+            client: format!("{}-{id}", self.names[site]),
+            key: key.to_string(),
+            op: Op::Get,
+            output: Some((value > 0).then(|| format!("v{value}"))),
+            call,
+            ret: Some(ret),
+        });
         self.served += 1;
         if value < floor {
             self.violations.push(format!(
@@ -234,16 +293,25 @@ impl Sim {
                     }
                     HomeEvent::WriteForwarded { write, from, req, key, .. } => {
                         let sat = self.index(&from);
-                        self.pending_writes.insert(write, (key, Some((sat, req))));
+                        self.pending_writes.insert(write, (key, Some((sat, req)), None));
                     }
                     HomeEvent::WriteReady(w) => {
-                        if let Some((k, origin)) = self.pending_writes.remove(&w) {
+                        if let Some((k, origin, op)) = self.pending_writes.remove(&w) {
                             let v = self.commit(&k);
                             match origin {
                                 // A local client's write is acknowledged at
                                 // once; a forwarded one when its ack arrives.
-                                None => self.acknowledge(&k, v),
+                                None => {
+                                    if let Some(op) = op {
+                                        self.committed(op, v);
+                                        self.returned(op);
+                                    }
+                                    self.acknowledge(&k, v)
+                                }
                                 Some(o) => {
+                                    if let Some(op) = self.forward_ops.get(&o).copied() {
+                                        self.committed(op, v);
+                                    }
                                     self.forward_versions.insert(o, v);
                                 }
                             }
@@ -273,13 +341,22 @@ impl Sim {
         let now = self.local(0);
         match self.home.begin_write(now, bucket(), vec![key.clone()], WriteOrigin::Local) {
             (Gate::Proceed(w), events) => {
-                self.pending_writes.insert(w, (key.clone(), None));
+                let op = self.call_write(0, key);
+                self.pending_writes.insert(w, (key.clone(), None, Some(op)));
                 self.home_events(events);
             }
             // The holder is the authority: the client's write would go there.
             (Gate::Redirect { holder }, _) => {
                 let h = self.index(&holder);
-                self.write_under_write_lease(h, key);
+                let op = self.call_write(0, key);
+                if self.write_under_write_lease(h, key) {
+                    let v = self.next_version;
+                    self.committed(op, v);
+                    self.returned(op);
+                } else {
+                    // Refused outright: it never took effect.
+                    self.history.pop();
+                }
             }
         }
     }
@@ -301,13 +378,13 @@ impl Sim {
         match self.home.read(bucket(), key) {
             HomeRead::Local { .. } => {
                 let v = self.store[key];
-                self.check_read(0, key, v, floor, "home store");
+                self.check_read(0, key, v, floor, "home store", None);
             }
             HomeRead::Redirect { holder } => {
                 let h = self.index(&holder);
                 if self.sats[h - 1].up && !self.isolated.contains(&h) {
                     let v = self.holder_value(h, key);
-                    self.check_read(0, key, v, floor, "redirected to the write-lease holder");
+                    self.check_read(0, key, v, floor, "redirected to the write-lease holder", None);
                 }
             }
         }
@@ -353,6 +430,9 @@ impl Sim {
                     if let Some(k) = self.sats[i - 1].forwards.remove(&req.0)
                         && let Some(v) = self.forward_versions.remove(&(i, req))
                     {
+                        if let Some(op) = self.forward_ops.get(&(i, req)).copied() {
+                            self.returned(op);
+                        }
                         self.acknowledge(&k, v);
                     }
                 }
@@ -403,11 +483,16 @@ impl Sim {
             self.next_version = version;
             s.local.insert(key.clone(), version);
             s.persisted = s.sm.write_lease_state();
+            let op = self.call_write(i, key);
+            self.committed(op, version);
+            self.returned(op);
             self.acknowledge(key, version);
             return;
         }
         let home = self.names[0].clone();
         let (req, events) = self.sats[i - 1].sm.forward_write(&home, bucket(), key.clone(), WriteKind::Put);
+        let op = self.call_write(i, key);
+        self.forward_ops.insert((i, req), op);
         self.sats[i - 1].forwards.insert(req.0, key.clone());
         self.sat_events(i, events);
     }
@@ -423,17 +508,18 @@ impl Sim {
             ReadPlan::Cached => {
                 let v = *self.sats[i - 1].cache.get(key).expect("an entry the lease vouches for has a value");
                 self.served_cached += 1;
-                self.check_read(i, key, v, floor, "cache under a read lease");
+                self.check_read(i, key, v, floor, "cache under a read lease", None);
             }
             ReadPlan::Local => {
                 let v = self.holder_value(i, key);
-                self.check_read(i, key, v, floor, "own write lease");
+                self.check_read(i, key, v, floor, "own write lease", None);
             }
             plan => {
                 let fetch = if let ReadPlan::Fetch(f) = plan { Some(f) } else { None };
                 self.next_read += 1;
                 let read = self.next_read;
-                self.sats[i - 1].reads.insert(read, PendingRead { key: key.clone(), fetch, floor });
+                let called = Some(self.stamp());
+                self.sats[i - 1].reads.insert(read, PendingRead { key: key.clone(), fetch, floor, called });
                 self.send(i, 0, Payload::FetchReq { read, key: key.clone() });
                 // As the data layer would: a read with no lease asks for one,
                 // for the whole bucket, the key's folder or the key alone.
@@ -511,7 +597,7 @@ impl Sim {
                 {
                     self.sats[i - 1].cache.insert(r.key.clone(), v);
                 }
-                self.check_read(i, &r.key, v, r.floor, "fetched from home");
+                self.check_read(i, &r.key, v, r.floor, "fetched from home", r.called);
             }
             Payload::FetchReq { .. } => {}
         }
