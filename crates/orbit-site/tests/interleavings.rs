@@ -413,3 +413,22 @@ fn a_read_lease_recalled_before_its_grant_arrives_is_never_taken() {
     // The request is still pending and is sent again.
     assert!(matches!(one_message(&reader.tick(s(600))), Message::GrantReadLease { .. }));
 }
+
+#[test]
+fn a_new_lease_request_never_extends_a_lease_past_an_unacknowledged_invalidation() {
+    // Regression (found by the random schedules): a second request for the
+    // same scope was answered with the same lease, renewed, and the
+    // satellite extended it without ever seeing the invalidation it missed.
+    let (mut home, mut sat) = (home(), satellite(sat1()));
+    let k = key("data/x");
+    lease_and_cache(&mut home, &mut sat, "data/", &k, 0);
+    let first = home.read_leases()[0].0;
+    let (_, _lost) = home.begin_write(h(100), bucket(), vec![k.clone()], WriteOrigin::Local);
+    let again = Message::GrantReadLease { req: orbit_site::RequestId(500), scope: LeaseScope::new(bucket(), "data/") };
+    let answer = reply_to(&home.on_message(h(200), &sat1(), again), &sat1());
+    let Message::ReadLeaseGranted { lease, .. } = answer else { panic!("{answer:?}") };
+    assert_ne!(lease, first);
+    // The write still waits for the first lease, and only until its old bound.
+    assert!(!ready(&home.tick(h(10 + 10_600 - 1))));
+    assert!(ready(&home.tick(h(10 + 10_600))));
+}

@@ -38,6 +38,10 @@ struct PendingRead {
     called: Option<u64>,
 }
 
+/// A write in home's gate: its key, the satellite and request that forwarded
+/// it (if any), and its index in the history (for a home client's write).
+type InGate = (ObjectKey, Option<(usize, orbit_site::RequestId)>, Option<usize>);
+
 #[derive(Clone, Debug)]
 enum Payload {
     Proto(Message),
@@ -109,7 +113,7 @@ pub struct Sim {
     /// The committed register at home: key -> version (0 = never written).
     store: BTreeMap<ObjectKey, u64>,
     /// Writes in the gate: key, and the satellite and request that forwarded it.
-    pending_writes: BTreeMap<WriteId, (ObjectKey, Option<(usize, orbit_site::RequestId)>, Option<usize>)>,
+    pending_writes: BTreeMap<WriteId, InGate>,
     /// Versions of forwarded writes committed at home, until their ack arrives.
     forward_versions: BTreeMap<(usize, orbit_site::RequestId), u64>,
     sats: Vec<Satellite>,
