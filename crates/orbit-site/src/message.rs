@@ -237,6 +237,17 @@ impl Envelope {
     pub fn new(from: SiteId, message: Message) -> Self {
         Self { version: PROTOCOL_VERSION, from, message }
     }
+
+    /// The sender and message, if this site speaks the envelope's version;
+    /// otherwise the refusal to send back, so a newer peer is told rather
+    /// than misread.
+    pub fn open(self) -> Result<(SiteId, Message), Refusal> {
+        if self.version == PROTOCOL_VERSION {
+            Ok((self.from, self.message))
+        } else {
+            Err(Refusal::UnsupportedVersion { supported: PROTOCOL_VERSION })
+        }
+    }
 }
 
 /// A message a state machine asks its caller to send.
@@ -267,6 +278,14 @@ mod tests {
         assert!(json.contains("\"type\":\"ReadLeaseGranted\""), "{json}");
         let back: Envelope = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, env);
+    }
+
+    #[test]
+    fn an_envelope_of_another_version_is_refused_not_misread() {
+        let mut env = Envelope::new(SiteId::new("eu"), Message::ReleaseLease { lease: LeaseId { epoch: 1, seq: 1 } });
+        assert!(env.clone().open().is_ok());
+        env.version = PROTOCOL_VERSION + 1;
+        assert_eq!(env.open().unwrap_err(), Refusal::UnsupportedVersion { supported: PROTOCOL_VERSION });
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn check(name: &str, schedules: u64, faults: Faults) {
         "{name}: {schedules} schedules, {served} reads checked ({cached} from cache), {acked} writes acknowledged"
     );
     // The property must not hold vacuously: leases were really used.
-    assert!(cached > served / 20, "{name}: too few reads served from cache ({cached} of {served})");
+    assert!(cached > served / 50, "{name}: too few reads served from cache ({cached} of {served})");
     assert!(acked > schedules, "{name}: too few writes acknowledged ({acked})");
 }
 
