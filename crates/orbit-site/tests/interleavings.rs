@@ -432,3 +432,23 @@ fn a_new_lease_request_never_extends_a_lease_past_an_unacknowledged_invalidation
     assert!(!ready(&home.tick(h(10 + 10_600 - 1))));
     assert!(ready(&home.tick(h(10 + 10_600))));
 }
+
+#[test]
+fn a_write_drops_the_listings_that_show_its_key_and_only_those() {
+    let (mut home, mut sat) = (home(), satellite(sat1()));
+    let ask = one_message(&sat.request_read_lease(s(0), &home_site(), LeaseScope::new(bucket(), "data/")));
+    sat.on_message(s(20), &home_site(), reply_to(&home.on_message(h(10), &sat1(), ask), &sat1()));
+    // A listing needs a lease over all of it.
+    assert_eq!(sat.list(s(30), bucket(), "other/"), ReadPlan::ReadThrough);
+    assert_eq!(sat.list(s(30), bucket(), ""), ReadPlan::ReadThrough);
+    for prefix in ["data/", "data/a/", "data/b/"] {
+        let ReadPlan::Fetch(f) = sat.list(s(30), bucket(), prefix) else { panic!("{prefix}") };
+        assert!(sat.complete_fetch(s(40), f, true));
+        assert_eq!(sat.list(s(50), bucket(), prefix), ReadPlan::Cached);
+    }
+    let (_, events) = home.begin_write(h(60), bucket(), vec![key("data/a/new")], WriteOrigin::Local);
+    sat.on_message(s(70), &home_site(), reply_to(&events, &sat1()));
+    assert!(matches!(sat.list(s(80), bucket(), "data/"), ReadPlan::Fetch(_)));
+    assert!(matches!(sat.list(s(80), bucket(), "data/a/"), ReadPlan::Fetch(_)));
+    assert_eq!(sat.list(s(80), bucket(), "data/b/"), ReadPlan::Cached);
+}
