@@ -191,9 +191,15 @@ pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
         prev[next[e]] = e;
     };
 
+    // The memo: (set of linearized ops, state) pairs already explored. The
+    // set is hashed incrementally (an XOR of a random word per op), so a step
+    // costs O(1) unless the hash matches, when the sets are compared exactly.
     let words = n.div_ceil(64);
+    let zobrist: Vec<u64> = (0..n as u64).map(splitmix64).collect();
     let mut linearized = vec![0u64; words];
-    let mut seen: HashSet<(Vec<u64>, u32)> = HashSet::new();
+    let mut hash = 0u64;
+    let mut seen: HashMap<(u64, u32), Vec<Vec<u64>>> = HashMap::new();
+    let mut states = 0usize;
     let mut stack: Vec<(usize, u32)> = Vec::new();
     let mut state = 0u32;
     let mut entry = next[HEAD];
@@ -201,15 +207,22 @@ pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
         if is_call[entry] {
             let op = op_of[entry];
             if let Some(new_state) = step(op, state) {
-                let mut candidate = linearized.clone();
-                candidate[op / 64] |= 1 << (op % 64);
-                if seen.insert((candidate.clone(), new_state)) {
-                    if seen.len() > limits.max_states {
-                        return KeyVerdict::Inconclusive { states: seen.len() };
+                let (word, bit) = (op / 64, 1u64 << (op % 64));
+                let candidate_hash = hash ^ zobrist[op];
+                let same = seen.entry((candidate_hash, new_state)).or_default();
+                let explored = same.iter().any(|set| {
+                    set.iter().enumerate().all(|(i, w)| *w == linearized[i] | if i == word { bit } else { 0 })
+                });
+                if !explored {
+                    linearized[word] |= bit;
+                    same.push(linearized.clone());
+                    states += 1;
+                    if states > limits.max_states {
+                        return KeyVerdict::Inconclusive { states };
                     }
+                    hash = candidate_hash;
                     stack.push((entry, state));
                     state = new_state;
-                    linearized = candidate;
                     lift(entry, &mut next, &mut prev);
                     entry = next[HEAD];
                     continue;
@@ -222,11 +235,20 @@ pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
             let op = op_of[e];
             state = s;
             linearized[op / 64] &= !(1 << (op % 64));
+            hash ^= zobrist[op];
             unlift(e, &mut next, &mut prev);
             entry = next[e];
         }
     }
     KeyVerdict::Linearizable
+}
+
+/// A well-mixed 64-bit word from a counter (splitmix64), for the memo's hash.
+fn splitmix64(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl fmt::Display for Operation {

@@ -37,7 +37,9 @@ pub struct LeaseTiming {
     /// fraction (0.01 = one clock may run 1% faster than the other).
     pub drift: f64,
     /// Added on top of the drift bound: covers the granularity of timers and
-    /// the time between a satellite's expiry check and the end of a serve.
+    /// scheduling delay between a satellite's validity check and its reading
+    /// of the cached entry. (A response still streaming after the lease ended
+    /// is fine: the read began before any write that follows.)
     pub margin: Duration,
     /// A satellite renews a lease in use once less than this remains.
     pub renew_before: Duration,

@@ -68,8 +68,9 @@ pub struct FetchId(u64);
 pub enum ReadPlan {
     /// The cached value is vouched for by a valid lease: serve it.
     Cached,
-    /// This site holds a write lease over the key: its own store is the
-    /// authority.
+    /// This site holds a write lease over the key: it is the authority.
+    /// Serve its own acknowledged writes; for keys it has not written, home's
+    /// copy is current (it changes only through this site's flushes).
     Local,
     /// A valid lease covers the key but nothing is cached: fetch from home,
     /// serve what comes, and report it with [`SatelliteSite::complete_fetch`].
@@ -466,6 +467,8 @@ impl SatelliteSite {
                 events.push(Self::send(&p.home, Message::AcquireWriteLease { req: *req, scope: p.scope.clone() }));
             }
         }
+        // Request ids for new renewals are taken after the loop, which holds
+        // `self.leases` borrowed.
         let mut new_reqs = 0;
         let renew_before = self.timing.renew_before;
         let base = self.next_req;
