@@ -8,7 +8,7 @@
 //! past that instant.
 
 use crate::clock::{LeaseTiming, MonoTime};
-use crate::message::{FlushedWrite, LeaseId, Message, Outgoing, RequestId, SiteId, WriteKind};
+use crate::message::{FlushedWrite, LeaseId, Message, Outgoing, Refusal, RequestId, SiteId, WriteKind};
 use crate::scope::LeaseScope;
 use orbit_types::{BucketId, ObjectKey};
 use serde::{Deserialize, Serialize};
@@ -23,10 +23,18 @@ pub enum SatelliteEvent {
         lease: LeaseId,
         scope: LeaseScope,
     },
-    /// Reads and writes of `scope` are served by `holder`.
+    /// The request `req` (a lease request, an acquisition, or a forwarded
+    /// write, which was not applied) was answered: reads and writes of
+    /// `scope` are served by `holder`, which holds a write lease.
     Redirected {
+        req: RequestId,
         scope: LeaseScope,
         holder: SiteId,
+    },
+    /// Home turned the request down for good (`Busy` is retried instead).
+    Refused {
+        req: RequestId,
+        reason: Refusal,
     },
     /// The home site acknowledged a forwarded write.
     ForwardAcked {
@@ -593,12 +601,18 @@ impl SatelliteSite {
                 self.asking.remove(&req);
                 self.acquiring.remove(&req);
                 self.forwards.remove(&req);
-                events.push(SatelliteEvent::Redirected { scope, holder });
+                events.push(SatelliteEvent::Redirected { req, scope, holder });
             }
-            Message::Refused { req, .. } => {
-                // Busy: the request stays pending and is sent again at the
-                // next retry; other refusals end it.
-                let _ = req;
+            // Busy: the request stays pending and is sent again at the next
+            // retry. Any other refusal ends it.
+            Message::Refused { reason: Refusal::Busy, .. } => {}
+            Message::Refused { req, reason } => {
+                let pending = self.asking.remove(&req).is_some()
+                    | self.acquiring.remove(&req).is_some()
+                    | self.forwards.remove(&req).is_some();
+                if pending {
+                    events.push(SatelliteEvent::Refused { req, reason });
+                }
             }
             Message::WriteAcked { req } if self.forwards.remove(&req).is_some() => {
                 events.push(SatelliteEvent::ForwardAcked { req });

@@ -452,3 +452,29 @@ fn a_write_drops_the_listings_that_show_its_key_and_only_those() {
     assert!(matches!(sat.list(s(80), bucket(), "data/a/"), ReadPlan::Fetch(_)));
     assert_eq!(sat.list(s(80), bucket(), "data/b/"), ReadPlan::Cached);
 }
+
+#[test]
+fn a_refusal_ends_a_request_unless_home_is_only_busy() {
+    let mut sat = satellite(sat1());
+    let ask = one_message(&sat.request_read_lease(s(0), &home_site(), LeaseScope::bucket(bucket())));
+    let Message::GrantReadLease { req, .. } = ask else { panic!() };
+    let busy = Message::Refused { req, reason: orbit_site::Refusal::Busy };
+    assert!(sat.on_message(s(10), &home_site(), busy).is_empty());
+    assert!(matches!(one_message(&sat.tick(s(600))), Message::GrantReadLease { .. }), "busy: sent again");
+    let not_home = Message::Refused { req, reason: orbit_site::Refusal::NotHome };
+    let events = sat.on_message(s(700), &home_site(), not_home);
+    assert!(matches!(events[..], [SatelliteEvent::Refused { .. }]), "{events:?}");
+    assert!(sat_sends(&sat.tick(s(2_000))).is_empty(), "a refused request is not sent again");
+}
+
+#[test]
+fn a_forwarded_write_to_a_write_leased_prefix_is_redirected_and_not_applied() {
+    let (mut home, mut holder, mut other) = (home(), satellite(sat1()), satellite(sat2()));
+    write_lease(&mut home, &mut holder, "ckpt/");
+    let (req, events) = other.forward_write(&home_site(), bucket(), key("ckpt/1"), WriteKind::Put);
+    let answer = reply_to(&home.on_message(h(10), &sat2(), one_message(&events)), &sat2());
+    let events = other.on_message(s(20), &home_site(), answer);
+    assert!(
+        matches!(&events[..], [SatelliteEvent::Redirected { req: r, holder, .. }] if *r == req && *holder == sat1())
+    );
+}

@@ -444,7 +444,8 @@ impl Sim {
                     // The forwarded write (if any) was not applied: its
                     // client gets an error; nothing to acknowledge.
                 }
-                SatelliteEvent::WritesLost { .. }
+                SatelliteEvent::Refused { .. }
+                | SatelliteEvent::WritesLost { .. }
                 | SatelliteEvent::ReadLeaseGranted { .. }
                 | SatelliteEvent::WriteLeaseGranted { .. }
                 | SatelliteEvent::WriteLeaseReleased { .. }
