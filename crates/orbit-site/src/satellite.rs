@@ -567,17 +567,21 @@ impl SatelliteSite {
                     events.push(Self::send(from, Message::InvalidateAck { lease, write: inv.write }));
                 }
             }
-            Message::LeaseUnknown { req, lease } => {
+            Message::LeaseUnknown { req: _, lease } => {
                 let key = (from.clone(), lease);
                 if self.leases.remove(&key).is_some() {
                     self.drop_lease_entries(&key);
                 }
-                // Home knows nothing of this write lease: what it holds can no
-                // longer reach home. Never expected (home persists write
-                // leases); reported rather than kept forever.
+                // Home no longer knows this write lease: its release completed
+                // just before this site restarted (nothing was left to flush
+                // then), or home lost it. What is unflushed cannot reach home
+                // any more: reported, never kept.
                 if let Some(w) = self.write_leases.remove(&key) {
-                    let _ = req;
-                    events.push(SatelliteEvent::WritesLost { home: from.clone(), lease, writes: w.unflushed });
+                    events.push(if w.unflushed.is_empty() {
+                        SatelliteEvent::WriteLeaseReleased { home: from.clone(), lease }
+                    } else {
+                        SatelliteEvent::WritesLost { home: from.clone(), lease, writes: w.unflushed }
+                    });
                 }
             }
             Message::Invalidate { lease, write, keys } => {

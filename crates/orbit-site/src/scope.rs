@@ -44,13 +44,9 @@ impl LeaseScope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid_free::*;
 
-    mod uuid_free {
-        use orbit_types::BucketId;
-        pub fn bucket(n: u8) -> BucketId {
-            BucketId::from_slice(&[n; 16]).expect("16 bytes")
-        }
+    fn bucket(n: u8) -> BucketId {
+        BucketId::from_slice(&[n; 16]).expect("16 bytes")
     }
 
     fn key(s: &str) -> ObjectKey {

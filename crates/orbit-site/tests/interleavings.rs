@@ -389,7 +389,8 @@ fn a_restored_write_lease_takes_no_write_until_home_confirms_it() {
     assert!(sat.write_lease_busy(bucket(), &key("ckpt/1")));
     let probe = one_message(&sat.tick(s(100)));
     let answer = reply_to(&home.on_message(h(110), &sat1(), probe), &sat1());
-    sat.on_message(s(120), &home_site(), answer);
+    let events = sat.on_message(s(120), &home_site(), answer);
+    assert!(matches!(events[..], [SatelliteEvent::WriteLeaseReleased { .. }]), "{events:?}");
     assert!(sat.write_lease_state().is_empty());
     assert!(!sat.write_lease_busy(bucket(), &key("ckpt/1")));
 }
