@@ -9,7 +9,12 @@ use crate::message::{
 use crate::scope::LeaseScope;
 use orbit_types::{BucketId, ObjectKey};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// How many forwarded requests home remembers to drop duplicates. Forwards
+/// are never resent by a satellite (a lost answer is its client's timeout),
+/// so only a duplicating network repeats one, and soon after the original.
+const FORWARDS_REMEMBERED: usize = 65_536;
 
 /// What the caller of [`HomeSite`] must do.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +160,8 @@ pub struct HomeSite {
     /// Forwarded writes seen in this incarnation, so a duplicated message is
     /// not applied twice.
     forwarded: BTreeSet<(SiteId, RequestId)>,
+    /// The same, oldest first, to forget the oldest past `FORWARDS_REMEMBERED`.
+    forwarded_order: VecDeque<(SiteId, RequestId)>,
 }
 
 impl HomeSite {
@@ -197,6 +204,7 @@ impl HomeSite {
             writes: BTreeMap::new(),
             acquires: Vec::new(),
             forwarded: BTreeSet::new(),
+            forwarded_order: VecDeque::new(),
         }
     }
 
@@ -440,6 +448,12 @@ impl HomeSite {
             Message::ForwardWrite { req, bucket, key, kind } => {
                 if !self.forwarded.insert((from.clone(), req)) {
                     return Vec::new();
+                }
+                self.forwarded_order.push_back((from.clone(), req));
+                if self.forwarded_order.len() > FORWARDS_REMEMBERED
+                    && let Some(old) = self.forwarded_order.pop_front()
+                {
+                    self.forwarded.remove(&old);
                 }
                 let origin = WriteOrigin::Forwarded { from: from.clone(), req };
                 match self.begin_write(now, bucket, vec![key.clone()], origin) {
