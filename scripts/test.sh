@@ -110,8 +110,8 @@ PY
     rm -rf "$AZ_DATA"
     trap - EXIT
 
-    section "cargo build -p orbit"
-    cargo build -p orbit
+    section "cargo build -p orbit -p orbit-lincheck"
+    cargo build -p orbit -p orbit-lincheck
 else
     echo "no Cargo.toml at $REPO_ROOT: nothing to build" >&2
     exit 1
@@ -119,6 +119,9 @@ fi
 
 ORBIT_BIN=${ORBIT_BIN:-$TARGET_DIR/debug/orbit}
 export ORBIT_BIN
+# The linearizability checker the e2e histories are judged by.
+ORBIT_LINCHECK_BIN=${ORBIT_LINCHECK_BIN:-$TARGET_DIR/debug/orbit-lincheck}
+export ORBIT_LINCHECK_BIN
 if [ ! -x "$ORBIT_BIN" ]; then
     echo "orbit binary not found at $ORBIT_BIN" >&2
     exit 1
