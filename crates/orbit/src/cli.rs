@@ -9,6 +9,8 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 mod qos;
+mod units;
+mod usage;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -74,12 +76,12 @@ pub enum AdminCommand {
     /// Quotas of a tenant or bucket: bytes and objects, hard or soft.
     Quota {
         #[command(subcommand)]
-        cmd: crate::usage_cli::QuotaCmd,
+        cmd: usage::QuotaCmd,
     },
     /// Usage: current bytes and objects, hourly metering reports, recounts.
     Usage {
         #[command(subcommand)]
-        cmd: crate::usage_cli::UsageCmd,
+        cmd: usage::UsageCmd,
     },
 }
 
@@ -391,8 +393,8 @@ fn job_outcome(output: Output, job: &orbit_admin::api::PrefetchJob) -> Result<()
 async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
     match cmd {
         AdminCommand::Qos { cmd } => qos::run(cmd, &conn).await,
-        AdminCommand::Quota { cmd } => crate::usage_cli::quota(conn.client()?, conn.output, cmd).await,
-        AdminCommand::Usage { cmd } => crate::usage_cli::usage(conn.client()?, conn.output, cmd).await,
+        AdminCommand::Quota { cmd } => usage::quota(conn.client()?, conn.output, cmd).await,
+        AdminCommand::Usage { cmd } => usage::usage(conn.client()?, conn.output, cmd).await,
         AdminCommand::Prefetch { cmd } => {
             let c = conn.client()?;
             match cmd {

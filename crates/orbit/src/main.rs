@@ -4,7 +4,6 @@
 mod cli;
 mod config;
 mod serve;
-mod usage_cli;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;

@@ -376,7 +376,9 @@ impl Namespace {
         }
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         if let Some(m) = b.record.mapped.clone() {
-            return self.mapped_put(&b, &m, key, put).await;
+            let rec = self.mapped_put(&b, &m, key, put).await?;
+            self.meter.bytes_in(caller.tenant_id, bucket, rec.size);
+            return Ok(rec);
         }
         // Fail fast on conditions that already cannot hold; they are checked again at commit.
         if put.conditions.if_match.is_some() || put.conditions.if_none_match.is_some() {

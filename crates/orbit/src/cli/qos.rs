@@ -1,5 +1,6 @@
 //! `orbit qos`: rate limits of a tenant or of one of its buckets.
 
+use super::units::parse_rate;
 use super::{Connection, emit, print_table};
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
@@ -19,10 +20,10 @@ pub enum QosCmd {
         #[arg(long)]
         write_rps: Option<u32>,
         /// Bytes per second read, e.g. 100MiB, 1.5GB or 1048576; bodies are paced.
-        #[arg(long, value_parser = parse_bytes)]
+        #[arg(long, value_parser = parse_rate)]
         read_bps: Option<u64>,
         /// Bytes per second written.
-        #[arg(long, value_parser = parse_bytes)]
+        #[arg(long, value_parser = parse_rate)]
         write_bps: Option<u64>,
         /// Seconds' worth of each rate usable at once after a quiet period (default 1).
         #[arg(long)]
@@ -47,33 +48,6 @@ pub struct Scope {
     /// One bucket of the tenant (default: the tenant as a whole).
     #[arg(long)]
     bucket: Option<String>,
-}
-
-/// A byte count with an optional unit: B, KB/MB/GB/TB (powers of 1000) or
-/// KiB/MiB/GiB/TiB (powers of 1024), case-insensitive; `/s` may follow.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t).trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "m" | "mb" => 1000_u64.pow(2),
-        "g" | "gb" => 1000_u64.pow(3),
-        "t" | "tb" => 1000_u64.pow(4),
-        "ki" | "kib" => 1 << 10,
-        "mi" | "mib" => 1 << 20,
-        "gi" | "gib" => 1 << 30,
-        "ti" | "tib" => 1 << 40,
-        other => return Err(format!("unknown unit `{other}` (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)")),
-    };
-    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a byte count (e.g. 100MiB)"))?;
-    let bytes = value * mult as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
-        return Err(format!("`{s}` is out of range"));
-    }
-    Ok(bytes.round() as u64)
 }
 
 fn human_bytes(b: u64) -> String {
@@ -134,15 +108,15 @@ mod tests {
 
     #[test]
     fn byte_counts_parse_with_units() {
-        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
-        assert_eq!(parse_bytes("100MiB"), Ok(100 << 20));
-        assert_eq!(parse_bytes("100 mib/s"), Ok(100 << 20));
-        assert_eq!(parse_bytes("1.5GB"), Ok(1_500_000_000));
-        assert_eq!(parse_bytes("2KiB"), Ok(2048));
-        assert!(parse_bytes("fast").is_err());
-        assert!(parse_bytes("10 parsecs").unwrap_err().contains("unknown unit"));
-        assert!(parse_bytes("-5MiB").is_err());
-        assert!(parse_bytes("0").is_err());
+        assert_eq!(parse_rate("1048576"), Ok(1 << 20));
+        assert_eq!(parse_rate("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_rate("100 mib/s"), Ok(100 << 20));
+        assert_eq!(parse_rate("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_rate("2KiB"), Ok(2048));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_rate("-5MiB").is_err());
+        assert!(parse_rate("0").is_err());
     }
 
     #[test]

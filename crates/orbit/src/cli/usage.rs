@@ -1,7 +1,8 @@
 //! `orbit quota` and `orbit usage`: quotas, current usage, recounts and
 //! hourly metering reports over the admin API.
 
-use crate::cli::{Output, emit, print_table};
+use super::units::parse_bytes;
+use super::{Output, emit, print_table};
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
 use orbit_admin::AdminClient;
@@ -16,7 +17,7 @@ pub enum QuotaCmd {
         #[arg(long)]
         bucket: Option<String>,
         /// Bytes stored, e.g. 1073741824, 10GiB, 500MB.
-        #[arg(long, value_parser = parse_size, required_unless_present = "max_objects")]
+        #[arg(long, value_parser = parse_bytes, required_unless_present = "max_objects")]
         max_bytes: Option<u64>,
         #[arg(long)]
         max_objects: Option<u64>,
@@ -72,27 +73,6 @@ pub enum UsageCmd {
         #[arg(long)]
         fix: bool,
     },
-}
-
-/// A size in bytes with an optional unit: B, KB/MB/GB/TB (powers of 1000) or KiB/MiB/GiB/TiB (of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 1048576, 10GiB, 500MB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "m" | "mb" => 1000u64.pow(2),
-        "g" | "gb" => 1000u64.pow(3),
-        "t" | "tb" => 1000u64.pow(4),
-        "ki" | "kib" => 1 << 10,
-        "mi" | "mib" => 1 << 20,
-        "gi" | "gib" => 1 << 30,
-        "ti" | "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit `{other}` (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 fn limit(v: Option<u64>) -> String {
@@ -165,21 +145,5 @@ pub async fn usage(c: AdminClient, output: Output, cmd: UsageCmd) -> Result<()> 
             }
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_take_decimal_and_binary_units() {
-        assert_eq!(parse_size("1024"), Ok(1024));
-        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
-        assert_eq!(parse_size("500MB"), Ok(500_000_000));
-        assert_eq!(parse_size("2 KiB"), Ok(2048));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("5XB").is_err());
-        assert!(parse_size("99999999999TiB").is_err());
     }
 }
