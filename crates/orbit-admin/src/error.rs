@@ -24,6 +24,7 @@ impl From<Error> for ApiError {
                 ApiError(StatusCode::CONFLICT, "NotEmpty", format!("{msg}; use force to delete its contents too"))
             }
             Error::AccessDenied => ApiError(StatusCode::FORBIDDEN, "AccessDenied", msg),
+            Error::LimitExceeded(_) => ApiError(StatusCode::FORBIDDEN, "LimitExceeded", msg),
             Error::Unavailable(m) => {
                 tracing::warn!(error = %m, "admin request failed: unavailable");
                 ApiError(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "service unavailable, retry".into())

@@ -4,6 +4,7 @@
 //! the metadata store and bytes in the backend, and never speaks HTTP.
 
 pub mod admin;
+pub mod audit;
 pub mod checksum;
 mod gc;
 pub mod namespace;
@@ -11,6 +12,7 @@ pub mod prefetch;
 pub mod records;
 
 pub use admin::AdminService;
+pub use audit::{AuditEvent, AuditQuery, AuditRecord, Auditor};
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
 pub use namespace::Namespace;
 pub use namespace::list::{ListPage, ListQuery};

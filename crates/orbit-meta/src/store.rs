@@ -31,10 +31,20 @@ pub enum Table {
     Settings,
     /// tenant id ++ job id -> background job record (prefetch jobs)
     Jobs,
+    /// chain (tenant) id ++ sequence (u64 big endian) -> audit record
+    Audit,
+    /// chain (tenant) id -> head of the audit chain (last sequence and hash)
+    AuditHeads,
+    /// tenant id -> audit settings of the tenant (data-access audit on or off)
+    AuditSettings,
+    /// tenant id -> limits the operator set for a self-managed tenant
+    TenantLimits,
+    /// tenant id ++ user id -> the user's bucket and prefix grants
+    Grants,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 18] = [
         Table::Tenants,
         Table::TenantNames,
         Table::Users,
@@ -48,6 +58,11 @@ impl Table {
         Table::Gc,
         Table::Settings,
         Table::Jobs,
+        Table::Audit,
+        Table::AuditHeads,
+        Table::AuditSettings,
+        Table::TenantLimits,
+        Table::Grants,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +80,11 @@ impl Table {
             Table::Gc => "gc",
             Table::Settings => "settings",
             Table::Jobs => "jobs",
+            Table::Audit => "audit",
+            Table::AuditHeads => "audit_heads",
+            Table::AuditSettings => "audit_settings",
+            Table::TenantLimits => "tenant_limits",
+            Table::Grants => "grants",
         }
     }
 }

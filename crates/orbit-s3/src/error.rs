@@ -43,6 +43,8 @@ pub(crate) fn s3_error(e: Error) -> S3Error {
             S3ErrorCode::IncompleteBody,
             "You did not provide the number of bytes specified by the Content-Length HTTP header".into(),
         ),
+        // The only S3 path that meets a tenant limit is CreateBucket.
+        Error::LimitExceeded(m) => (S3ErrorCode::TooManyBuckets, m.clone()),
         Error::Unavailable(m) => {
             tracing::warn!(error = %m, "request failed: a dependency is unavailable");
             (S3ErrorCode::ServiceUnavailable, "Please reduce your request rate or retry.".into())

@@ -12,6 +12,8 @@ pub enum AdminAction {
     ManageIdentities(TenantId),
     /// Create or delete buckets of a tenant.
     ManageBuckets(TenantId),
+    /// Read a tenant's audit log, verify its chain, turn data-access audit on or off.
+    Audit(TenantId),
 }
 
 /// Decide an admin request. A caller outside the target tenant is refused
@@ -20,7 +22,9 @@ pub fn authorize_admin(caller: &Caller, action: AdminAction) -> Result<()> {
     let own = |t: TenantId| t == caller.tenant_id;
     let allowed = match (caller.role, action) {
         (Role::Operator, _) => true,
-        (Role::TenantAdmin, AdminAction::ReadTenant(t) | AdminAction::ManageBuckets(t)) => own(t),
+        (Role::TenantAdmin, AdminAction::ReadTenant(t) | AdminAction::ManageBuckets(t) | AdminAction::Audit(t)) => {
+            own(t)
+        }
         (Role::TenantAdmin, AdminAction::ManageIdentities(t)) => own(t) && caller.model == TenantModel::SelfManaged,
         _ => false,
     };
@@ -50,6 +54,7 @@ mod tests {
             user: UserName::new("u").unwrap(),
             role,
             access_key_id: "OKTEST".into(),
+            grants: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@ pub enum Resource {
     Object,
     Upload,
     Job,
+    Grant,
 }
 
 impl fmt::Display for Resource {
@@ -27,6 +28,7 @@ impl fmt::Display for Resource {
             Resource::Object => "object",
             Resource::Upload => "multipart upload",
             Resource::Job => "job",
+            Resource::Grant => "grant",
         })
     }
 }
@@ -69,6 +71,9 @@ pub enum Error {
     /// The request body ended before its declared length (a client went away).
     #[error("the request body ended early: {0}")]
     IncompleteBody(String),
+    /// A limit the operator set for the tenant would be exceeded (users, keys, buckets).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// A dependency (metadata store, backend) failed; retrying may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),
