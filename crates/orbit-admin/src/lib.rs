@@ -3,10 +3,12 @@
 //! never written by hand) and the client the CLI uses all share them.
 
 pub mod api;
+mod audit;
 pub mod client;
 mod error;
 mod routes;
 pub mod signing;
 
+pub use audit::verdicts as audit_verdicts;
 pub use client::{AdminClient, ClientError};
 pub use routes::{MetricsRenderer, WhoAmI, openapi_document, router};

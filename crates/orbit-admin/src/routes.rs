@@ -20,11 +20,11 @@ use utoipa::OpenApi;
 /// Admin request bodies are small JSON documents.
 const MAX_BODY: usize = 1024 * 1024;
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON body whose rejections are admin API errors (JSON, 400), not the
 /// framework's plain-text replies.
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
@@ -44,7 +44,7 @@ fn json_rejection_message(e: &JsonRejection) -> String {
 }
 
 /// Query parameters whose rejections are admin API errors.
-struct Query<T>(T);
+pub(crate) struct Query<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -140,14 +140,18 @@ fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
 /// Verify the request signature and attach the caller.
 async fn authenticate(State(svc): State<AdminService>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let target = format!("{} {}", parts.method, parts.uri.path());
     let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        crate::audit::auth_failure(&svc, "", target, "missing-authorization").await;
         return ApiError::unauthorized("missing Authorization header").into_response();
     };
     let Some(parsed) = signing::parse(header) else {
+        crate::audit::auth_failure(&svc, "", target, "malformed-authorization").await;
         return ApiError::unauthorized("malformed Authorization header").into_response();
     };
     let now = orbit_types::now_ms() / 1000;
     if (now - parsed.timestamp).abs() > signing::MAX_SKEW_SECS {
+        crate::audit::auth_failure(&svc, &parsed.access_key, target, "clock-skew").await;
         return ApiError::unauthorized("request timestamp is too far from the server's clock").into_response();
     }
     let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
@@ -163,6 +167,7 @@ async fn authenticate(State(svc): State<AdminService>, req: Request, next: Next)
             caller
         }
         Ok(_) | Err(Error::NotFound(_)) => {
+            crate::audit::auth_failure(&svc, &parsed.access_key, target, "bad-signature-or-key").await;
             return ApiError::unauthorized("invalid credentials or signature").into_response();
         }
         Err(e) => return ApiError::from(e).into_response(),
@@ -193,6 +198,9 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .route("/admin/v1/tenants/{tenant}/buckets/{bucket}/cache", axum::routing::put(set_bucket_cache))
         .route("/admin/v1/tenants/{tenant}/prefetch", post(start_prefetch).get(list_prefetch))
         .route("/admin/v1/tenants/{tenant}/prefetch/{id}", get(get_prefetch).delete(cancel_prefetch))
+        .merge(crate::audit::routes())
+        // Inside authentication, so every authenticated action is recorded with its caller.
+        .route_layer(middleware::from_fn_with_state(svc.clone(), crate::audit::record_action))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
         .with_state(svc);
     Router::new()
@@ -241,7 +249,16 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         start_prefetch,
         list_prefetch,
         get_prefetch,
-        cancel_prefetch
+        cancel_prefetch,
+        crate::audit::audit_list,
+        crate::audit::audit_verify,
+        crate::audit::get_audit_settings,
+        crate::audit::put_audit_settings,
+        crate::audit::get_limits,
+        crate::audit::put_limits,
+        crate::audit::list_grants,
+        crate::audit::add_grant,
+        crate::audit::remove_grant
     ),
     components(schemas(
         StartPrefetch,
@@ -258,7 +275,13 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         CreateBucket,
         ErrorBody,
         ErrorDetail,
-        WhoAmI
+        WhoAmI,
+        GrantBody,
+        Limits,
+        AuditSettingsBody,
+        AuditRecord,
+        ChainVerdict,
+        AuditVerification
     ))
 )]
 struct ApiDoc;

@@ -51,7 +51,12 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// An event by an authenticated caller, in the caller's tenant's chain.
-    pub fn by(caller: &Caller, action: impl Into<String>, target: impl Into<String>, outcome: impl Into<String>) -> Self {
+    pub fn by(
+        caller: &Caller,
+        action: impl Into<String>,
+        target: impl Into<String>,
+        outcome: impl Into<String>,
+    ) -> Self {
         AuditEvent {
             chain: Some(caller.tenant_id),
             tenant: caller.tenant.to_string(),
@@ -390,7 +395,9 @@ pub async fn verify_chain(meta: &dyn MetaStore, chain: TenantId) -> Result<Chain
         report.fault = match head {
             None if last > 0 => fault(last, "the chain has records but no head".into()),
             None => None,
-            Some(h) if h.seq > last => fault(last + 1, format!("records {} to {} are missing (truncated)", last + 1, h.seq)),
+            Some(h) if h.seq > last => {
+                fault(last + 1, format!("records {} to {} are missing (truncated)", last + 1, h.seq))
+            }
             Some(h) if h.seq < last => fault(h.seq + 1, "records follow the chain's head".into()),
             Some(h) if h.hash != prev => fault(last, "the chain's head does not match its last record".into()),
             Some(_) => None,

@@ -4,6 +4,7 @@
 //! the metadata store and bytes in the backend, and never speaks HTTP.
 
 pub mod admin;
+mod admin_audit;
 pub mod audit;
 pub mod checksum;
 mod gc;
@@ -12,7 +13,8 @@ pub mod prefetch;
 pub mod records;
 
 pub use admin::AdminService;
-pub use audit::{AuditEvent, AuditQuery, AuditRecord, Auditor};
+pub use admin_audit::MAX_AUDIT_LIST;
+pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditSettings, Auditor, ChainFault, ChainReport};
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
 pub use namespace::Namespace;
 pub use namespace::list::{ListPage, ListQuery};

@@ -48,6 +48,15 @@ impl S3Access for OrbitAccess {
         let access_key = creds.access_key.clone();
         match self.dir.authenticate(&access_key).await {
             Ok((caller, _)) => {
+                let target = match cx.s3_path() {
+                    s3s::path::S3Path::Root => String::new(),
+                    s3s::path::S3Path::Bucket { bucket } => bucket.to_string(),
+                    s3s::path::S3Path::Object { bucket, key } => format!("{bucket}/{key}"),
+                };
+                let op = cx.s3_op().name().to_owned();
+                if let Some(mark) = cx.extensions_mut().get::<crate::audit::AuditMark>().cloned() {
+                    mark.set(crate::audit::Seen { caller: caller.clone(), op, target });
+                }
                 cx.extensions_mut().insert(caller);
                 Ok(())
             }

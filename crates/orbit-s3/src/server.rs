@@ -36,11 +36,13 @@ impl Default for S3ServerConfig {
 
 pub struct S3Server {
     service: S3Service,
+    audit: crate::audit::S3Audit,
 }
 
-/// Counts and times every S3 request (to its response head) by method and status.
+/// Counts and times every S3 request (to its response head) by method and
+/// status, and hands each response to the audit log.
 #[derive(Clone)]
-struct Metered(S3Service);
+struct Metered(S3Service, crate::audit::S3Audit);
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
     type Response = <S3Service as hyper::service::Service<http::Request<hyper::body::Incoming>>>::Response;
@@ -50,9 +52,19 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let method = req.method().as_str().to_owned();
         let started = std::time::Instant::now();
+        let (mut parts, body) = req.into_parts();
+        let mark = crate::audit::AuditMark::default();
+        parts.extensions.insert(mark.clone());
+        let key = crate::audit::presented_key(&parts);
+        let path = parts.uri.path().to_owned();
+        let req = http::Request::from_parts(parts, body);
         let fut = hyper::service::Service::call(&self.0, req);
+        let audit = self.1.clone();
         Box::pin(async move {
             let resp = fut.await;
+            if let Ok(r) = &resp {
+                audit.after(&mark, &method, &path, key, r).await;
+            }
             let status = match &resp {
                 Ok(r) => r.status().as_u16().to_string(),
                 Err(_) => "error".to_owned(),
@@ -66,12 +78,12 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
 }
 
 impl S3Server {
-    pub fn new(ns: Namespace, dir: Directory, config: S3ServerConfig) -> Self {
+    pub fn new(ns: Namespace, dir: Directory, config: S3ServerConfig, auditor: orbit_core::Auditor) -> Self {
         let mut builder = S3ServiceBuilder::new(OrbitS3 { ns, region: config.region });
         builder.set_auth(OrbitAuth { dir: dir.clone() });
-        builder.set_access(OrbitAccess { dir });
+        builder.set_access(OrbitAccess { dir: dir.clone() });
         builder.set_host(VirtualHosts::new(config.domains));
-        Self { service: builder.build() }
+        Self { service: builder.build(), audit: crate::audit::S3Audit { auditor, dir } }
     }
 
     /// Serve until `shutdown` completes, then let in-flight requests finish.
@@ -97,7 +109,8 @@ impl S3Server {
                 () = shutdown.as_mut() => break,
             };
             let _ = stream.set_nodelay(true);
-            let conn = conn_builder.serve_connection(TokioIo::new(stream), Metered(self.service.clone()));
+            let conn =
+                conn_builder.serve_connection(TokioIo::new(stream), Metered(self.service.clone(), self.audit.clone()));
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

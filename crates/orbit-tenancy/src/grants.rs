@@ -106,7 +106,8 @@ impl Grants {
 
     /// May the user create or delete the bucket itself (write on all of it)?
     pub fn allows_bucket_admin(&self, bucket: &str) -> bool {
-        !self.is_restricted() || self.0.iter().any(|g| g.bucket == bucket && g.prefix.is_empty() && g.access == Access::Write)
+        !self.is_restricted()
+            || self.0.iter().any(|g| g.bucket == bucket && g.prefix.is_empty() && g.access == Access::Write)
     }
 }
 
@@ -147,9 +148,7 @@ impl Directory {
         self.update_grants(user, |grants| {
             if !grants.contains(&grant) {
                 if grants.len() >= MAX_GRANTS_PER_USER {
-                    return Err(Error::LimitExceeded(format!(
-                        "a user may hold at most {MAX_GRANTS_PER_USER} grants"
-                    )));
+                    return Err(Error::LimitExceeded(format!("a user may hold at most {MAX_GRANTS_PER_USER} grants")));
                 }
                 grants.push(grant.clone());
                 grants.sort();

@@ -8,6 +8,9 @@ use orbit_admin::AdminClient;
 use serde::Serialize;
 use std::path::PathBuf;
 
+mod audit_cmds;
+pub use audit_cmds::{AuditCmd, GrantCmd, LimitsCmd};
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Output {
     Table,
@@ -64,6 +67,16 @@ pub enum AdminCommand {
     },
     /// Show who the credentials belong to.
     Whoami,
+    /// Per-user grants on buckets and prefixes (a user with none has its role's access everywhere).
+    Grant {
+        #[command(subcommand)]
+        cmd: GrantCmd,
+    },
+    /// The tamper-evident audit log: list records, verify the hash chains, data-access audit.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +107,11 @@ pub enum TenantCmd {
         name: String,
         #[arg(long)]
         force: bool,
+    },
+    /// Limits on what a self-managed tenant creates for itself (operator sets them).
+    Limits {
+        #[command(subcommand)]
+        cmd: LimitsCmd,
     },
 }
 
@@ -334,6 +352,8 @@ fn job_outcome(output: Output, job: &orbit_admin::api::PrefetchJob) -> Result<()
 
 async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
     match cmd {
+        AdminCommand::Grant { cmd } => audit_cmds::grant(&conn.client()?, conn.output, cmd).await,
+        AdminCommand::Audit { cmd } => audit_cmds::audit(&conn, cmd).await,
         AdminCommand::Prefetch { cmd } => {
             let c = conn.client()?;
             match cmd {
@@ -402,6 +422,7 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
                     return emit(conn.output, &t, || print_table(&["name", "model", "created"], row));
                 }
                 TenantCmd::List => c.list_tenants().await?,
+                TenantCmd::Limits { cmd } => return audit_cmds::limits(&c, conn.output, cmd).await,
                 TenantCmd::Delete { name, force } => {
                     c.delete_tenant(&name, force).await?;
                     return emit(conn.output, &serde_json::json!({"deleted": name}), || {

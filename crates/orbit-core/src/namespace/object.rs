@@ -1,6 +1,6 @@
 //! Single objects: put, get, head, copy, delete.
 
-use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
+use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket};
 use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, md5_hex};
 use crate::gc::{SUPERSEDED_GRACE_MS, due_value, gc_key};
 use crate::records::{ContentHeaders, ObjectRecord, Segment, StoredChecksum, new_blob_path, object_key};
@@ -358,7 +358,7 @@ impl Namespace {
     }
 
     pub async fn put_object(&self, caller: &Caller, bucket: &str, key: &str, put: PutObject) -> Result<ObjectRecord> {
-        require_write(caller)?;
+        super::access::require_write_key(caller, bucket, key)?;
         parse_key(key)?;
         validate_metadata(&put.user_metadata)?;
         if put.content_length.is_some_and(|l| l > MAX_PUT_SIZE) {
@@ -420,6 +420,7 @@ impl Namespace {
         key: &str,
         get: &GetObject,
     ) -> Result<(crate::records::BucketRecord, ObjectRecord, Option<Range<u64>>)> {
+        super::access::require_read(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let (_, rec) = self.read_object(b.record.id, key).await?.ok_or(Error::NotFound(Resource::Object))?;
         check_read_conditions(&rec, &get.conditions, false)?;
@@ -453,7 +454,7 @@ impl Namespace {
     }
 
     pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
-        require_write(caller)?;
+        super::access::require_write_key(caller, bucket, key)?;
         for _ in 0..MAX_CAS_RETRIES {
             let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
             let Some((raw, rec)) = self.read_object(b.record.id, key).await? else { return Ok(()) };
@@ -483,6 +484,7 @@ impl Namespace {
         caller: &Caller,
         src: &CopySource,
     ) -> Result<(crate::records::BucketRecord, ObjectRecord)> {
+        super::access::require_read(caller, &src.bucket, &src.key)?;
         let sb = self.resolve_bucket(caller.tenant_id, &src.bucket).await?;
         let (_, rec) = self.read_object(sb.record.id, &src.key).await?.ok_or(Error::NotFound(Resource::Object))?;
         check_read_conditions(&rec, &src.conditions, true)?;
@@ -498,7 +500,7 @@ impl Namespace {
         directive: MetadataDirective,
         conditions: WriteConditions,
     ) -> Result<ObjectRecord> {
-        require_write(caller)?;
+        super::access::require_write_key(caller, bucket, key)?;
         parse_key(key)?;
         let source = self.resolve_copy_source(caller, &src).await?;
         if src.bucket == bucket && src.key == key && matches!(directive, MetadataDirective::Copy) {
