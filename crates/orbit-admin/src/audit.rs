@@ -77,8 +77,22 @@ pub(crate) async fn record_action(
     next: Next,
 ) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let mut target = req.uri().path().to_owned();
     let caller = req.extensions().get::<Caller>().cloned();
+    // The body says what was created (a user's name and role, a grant); admin
+    // bodies are small and carry no secrets. It was buffered by authentication.
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && !fields.is_empty()
+    {
+        target = format!("{target} {}", serde_json::Value::Object(fields));
+    }
+    if let Some(q) = parts.uri.query() {
+        target = format!("{target}?{q}");
+    }
+    let path = parts.uri.path().to_owned();
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     let resp = next.run(req).await;
     let status = resp.status();
     if method == Method::GET && status.is_success() {
@@ -89,7 +103,7 @@ pub(crate) async fn record_action(
     // `/admin/v1/tenants/{tenant}/...`: the tenant the action concerns.
     let named = path.strip_prefix("/admin/v1/tenants/").map(|rest| rest.split('/').next().unwrap_or(""));
     let (chain, tenant) = svc.audit_chain_for(&caller, named).await;
-    let mut ev = AuditEvent::by(&caller, action_name(&method, route), path, outcome(status));
+    let mut ev = AuditEvent::by(&caller, action_name(&method, route), target, outcome(status));
     ev.chain = Some(chain);
     ev.tenant = tenant;
     svc.audit(ev).await;
