@@ -454,13 +454,13 @@ async fn append_batch(
     let now = now_ms();
     for e in events {
         let chain = e.chain.unwrap_or(system);
-        if !next.contains_key(&chain) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = next.entry(chain) {
             let raw = meta.get(Table::AuditHeads, chain.as_bytes()).await.map_err(meta_error)?;
             let head = match &raw {
                 Some(r) => decode(r).map_err(meta_error)?,
                 None => Head { seq: 0, hash: GENESIS.to_owned(), time_ms: i64::MIN },
             };
-            next.insert(chain, (raw, head));
+            slot.insert((raw, head));
         }
         let (raw, head) = next.get_mut(&chain).expect("inserted above");
         if guarded.insert(chain) {
