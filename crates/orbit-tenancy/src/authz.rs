@@ -106,4 +106,39 @@ mod tests {
         assert!(!may_grant(&ta, Role::Operator, true));
         assert!(may_grant(&ta, Role::ReadOnly, false));
     }
+
+    /// Every role, model, action and target (own tenant or another) against the rules.
+    #[test]
+    fn authz_matrix() {
+        for role in Role::ALL {
+            for model in [TenantModel::AdminOnly, TenantModel::SelfManaged] {
+                let c = caller(role, model);
+                for own in [true, false] {
+                    let t = if own { c.tenant_id } else { TenantId::generate() };
+                    for action in [
+                        AdminAction::ManageTenants,
+                        AdminAction::ReadTenant(t),
+                        AdminAction::ManageIdentities(t),
+                        AdminAction::ManageBuckets(t),
+                        AdminAction::Audit(t),
+                    ] {
+                        let expected = match (role, action) {
+                            (Role::Operator, _) => true,
+                            (Role::TenantAdmin, AdminAction::ManageTenants) => false,
+                            (Role::TenantAdmin, AdminAction::ManageIdentities(_)) => {
+                                own && model == TenantModel::SelfManaged
+                            }
+                            (Role::TenantAdmin, _) => own,
+                            (Role::ReadWrite | Role::ReadOnly, _) => false,
+                        };
+                        assert_eq!(
+                            authorize_admin(&c, action).is_ok(),
+                            expected,
+                            "{role} {model} {action:?} own={own}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
