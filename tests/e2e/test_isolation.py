@@ -289,10 +289,21 @@ def admin_matrix(tenant, user, bucket, access_key):
         ("GET", f"/admin/v1/tenants/{tenant}/buckets", None),
         ("POST", f"/admin/v1/tenants/{tenant}/buckets", {"name": "planted"}),
         ("DELETE", f"/admin/v1/tenants/{tenant}/buckets/{bucket}", None),
+        ("GET", f"/admin/v1/audit?tenant={tenant}", None),
+        ("GET", f"/admin/v1/audit/verify?tenant={tenant}", None),
+        ("GET", f"/admin/v1/tenants/{tenant}/audit-settings", None),
+        ("PUT", f"/admin/v1/tenants/{tenant}/audit-settings", {"data_access": True}),
+        ("GET", f"/admin/v1/tenants/{tenant}/limits", None),
+        ("PUT", f"/admin/v1/tenants/{tenant}/limits", {"max_users": 1000}),
+        ("GET", f"/admin/v1/tenants/{tenant}/users/{user}/grants", None),
+        ("POST", f"/admin/v1/tenants/{tenant}/users/{user}/grants", {"bucket": bucket, "access": "read"}),
+        ("DELETE", f"/admin/v1/tenants/{tenant}/users/{user}/grants?bucket={bucket}&access=read", None),
     ]
 
 
-SPEC_PATHS = {"/admin/v1/tenants/{tenant}", "/admin/v1/tenants/{tenant}/users",
+SPEC_PATHS = {"/admin/v1/audit", "/admin/v1/audit/verify", "/admin/v1/tenants/{tenant}/limits",
+              "/admin/v1/tenants/{tenant}/audit-settings", "/admin/v1/tenants/{tenant}/users/{user}/grants",
+              "/admin/v1/tenants/{tenant}", "/admin/v1/tenants/{tenant}/users",
               "/admin/v1/tenants/{tenant}/users/{user}/keys", "/admin/v1/tenants/{tenant}/keys",
               "/admin/v1/tenants/{tenant}/buckets"}
 
@@ -306,9 +317,18 @@ def test_admin_api_tenant_admin_of_b_against_a(orbit):
     doc_paths = set(requests.get(f"{orbit.admin_url}/admin/v1/openapi.json", timeout=10)
                     .json().get("paths", {}))
 
-    before = (orbit.cli("user", "list", "--tenant", a.tenant),
-              orbit.cli("key", "list", "--tenant", a.tenant),
-              orbit.cli("bucket", "list", "--tenant", a.tenant))
+    orbit.cli("grant", "add", "--tenant", a.tenant, "--user", a.user, "--bucket", "a-bucket", "--access", "read")
+
+    def state():
+        return (orbit.cli("user", "list", "--tenant", a.tenant),
+                orbit.cli("key", "list", "--tenant", a.tenant),
+                orbit.cli("bucket", "list", "--tenant", a.tenant),
+                orbit.cli("grant", "list", "--tenant", a.tenant, "--user", a.user),
+                orbit.cli("tenant", "limits", "show", a.tenant),
+                orbit.cli("audit", "data-access", "--tenant", a.tenant, "show"),
+                [r for r in orbit.cli("audit", "list", "--tenant", a.tenant) if r["action"] != "audit.list"])
+
+    before = state()
 
     real = admin_matrix(a.tenant, a.user, "a-bucket", a.access_key)
     fake = admin_matrix(missing, a.user, "a-bucket", a.access_key)
@@ -324,10 +344,11 @@ def test_admin_api_tenant_admin_of_b_against_a(orbit):
             assert e1[0] in (403, 404, 405), (method, path, e1)
         assert a.secret_key not in r1.text
 
-    after = (orbit.cli("user", "list", "--tenant", a.tenant),
-             orbit.cli("key", "list", "--tenant", a.tenant),
-             orbit.cli("bucket", "list", "--tenant", a.tenant))
+    after = state()
     assert before == after
+    # B's admin probed A: those refusals are in B's chain, never in A's.
+    probes = orbit.cli("audit", "list", "--tenant", b_tenant, "--user", b_admin.user)
+    assert probes and all(r["outcome"] in ("denied", "not-found", "http-405") for r in probes)
     assert orbit.cli("tenant", "show", a.tenant)["name"] == a.tenant
     orbit.s3(a).list_buckets()
 

@@ -253,3 +253,90 @@ pub struct Qos {
     pub bucket: Option<String>,
     pub limits: QosLimits,
 }
+
+/// A grant of `read` or `write` on a bucket, or on the keys of a bucket under a prefix.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, IntoParams)]
+pub struct GrantBody {
+    pub bucket: String,
+    /// Keys starting with this (bytes, no normalisation); empty or absent: the whole bucket.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `read` (get, head, list) or `write` (put, delete, multipart); write does not imply read.
+    pub access: String,
+}
+
+/// Limits the operator sets for a tenant's own management; null: no limit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct Limits {
+    #[serde(default)]
+    pub max_users: Option<u32>,
+    #[serde(default)]
+    pub max_keys_per_user: Option<u32>,
+    #[serde(default)]
+    pub max_buckets: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditSettingsBody {
+    /// Record every S3 data access of the tenant (operation, bucket, key, outcome).
+    pub data_access: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+pub struct AuditListQuery {
+    /// Only this tenant's chain (a tenant-admin may name only its own).
+    pub tenant: Option<String>,
+    /// Only actions by this user (name within its tenant).
+    pub user: Option<String>,
+    /// An action name (`user.create`), or a prefix ending in `.` (`s3.`, `auth.`).
+    pub action: Option<String>,
+    /// From this time (milliseconds since the Unix epoch), inclusive.
+    pub since_ms: Option<i64>,
+    /// Until this time (milliseconds since the Unix epoch), exclusive.
+    pub until_ms: Option<i64>,
+    /// At most this many records (default 1000, at most 10000), oldest first.
+    pub limit: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+pub struct AuditVerifyQuery {
+    /// Only this tenant's chain (a tenant-admin may name only its own).
+    pub tenant: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecord {
+    /// Tenant whose chain holds the record.
+    pub tenant: String,
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    pub time_ms: i64,
+    /// `tenant/user` who acted; empty when authentication failed with an unknown key.
+    pub actor: String,
+    pub access_key: String,
+    /// `tenant.create`, `user.delete`, `grant.add`, `auth.s3`, `auth.admin`, `s3.GetObject`, ...
+    pub action: String,
+    pub target: String,
+    /// `ok`, `denied`, or an error code.
+    pub outcome: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChainVerdict {
+    pub tenant: String,
+    /// Records verified before the first fault (all of them when intact).
+    pub records: u64,
+    pub ok: bool,
+    /// Sequence number of the first bad (or missing) record.
+    pub bad_seq: Option<u64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerification {
+    /// True when every chain verified.
+    pub ok: bool,
+    pub chains: Vec<ChainVerdict>,
+}

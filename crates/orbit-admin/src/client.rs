@@ -245,6 +245,74 @@ impl AdminClient {
             .await?
             .ok_or_else(|| ClientError::Transport("empty response".into()))
     }
+
+    async fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        self.call::<T>(Method::PUT, path, Some(body))
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
+
+    pub async fn audit_list(&self, q: &AuditListQuery) -> Result<Vec<AuditRecord>, ClientError> {
+        let mut params = Vec::new();
+        for (k, v) in [("tenant", &q.tenant), ("user", &q.user), ("action", &q.action)] {
+            if let Some(v) = v {
+                params.push(format!("{k}={}", seg(v)));
+            }
+        }
+        for (k, v) in [("since_ms", q.since_ms), ("until_ms", q.until_ms)] {
+            if let Some(v) = v {
+                params.push(format!("{k}={v}"));
+            }
+        }
+        if let Some(l) = q.limit {
+            params.push(format!("limit={l}"));
+        }
+        let qs = if params.is_empty() { String::new() } else { format!("?{}", params.join("&")) };
+        self.get(&format!("/admin/v1/audit{qs}")).await
+    }
+
+    pub async fn audit_verify(&self, tenant: Option<&str>) -> Result<AuditVerification, ClientError> {
+        let qs = tenant.map(|t| format!("?tenant={}", seg(t))).unwrap_or_default();
+        self.get(&format!("/admin/v1/audit/verify{qs}")).await
+    }
+
+    pub async fn audit_settings(&self, tenant: &str) -> Result<AuditSettingsBody, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}/audit-settings", seg(tenant))).await
+    }
+
+    pub async fn set_audit_settings(&self, tenant: &str, data_access: bool) -> Result<AuditSettingsBody, ClientError> {
+        self.put(&format!("/admin/v1/tenants/{}/audit-settings", seg(tenant)), &AuditSettingsBody { data_access }).await
+    }
+
+    pub async fn limits(&self, tenant: &str) -> Result<Limits, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}/limits", seg(tenant))).await
+    }
+
+    pub async fn set_limits(&self, tenant: &str, limits: &Limits) -> Result<Limits, ClientError> {
+        self.put(&format!("/admin/v1/tenants/{}/limits", seg(tenant)), limits).await
+    }
+
+    pub async fn list_grants(&self, tenant: &str, user: &str) -> Result<Vec<GrantBody>, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{}/users/{}/grants", seg(tenant), seg(user))).await
+    }
+
+    pub async fn add_grant(&self, tenant: &str, user: &str, grant: &GrantBody) -> Result<Vec<GrantBody>, ClientError> {
+        self.post(&format!("/admin/v1/tenants/{}/users/{}/grants", seg(tenant), seg(user)), grant).await
+    }
+
+    pub async fn remove_grant(&self, tenant: &str, user: &str, g: &GrantBody) -> Result<Vec<GrantBody>, ClientError> {
+        let prefix = g.prefix.as_deref().map(|p| format!("&prefix={}", seg(p))).unwrap_or_default();
+        let path = format!(
+            "/admin/v1/tenants/{}/users/{}/grants?bucket={}&access={}{prefix}",
+            seg(tenant),
+            seg(user),
+            seg(&g.bucket),
+            seg(&g.access)
+        );
+        self.call::<Vec<GrantBody>>(Method::DELETE, &path, None::<&()>)
+            .await?
+            .ok_or_else(|| ClientError::Transport("empty response".into()))
+    }
 }
 
 impl AdminClient {

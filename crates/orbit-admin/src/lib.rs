@@ -3,6 +3,7 @@
 //! never written by hand) and the client the CLI uses all share them.
 
 pub mod api;
+mod audit;
 pub mod client;
 mod error;
 mod qos;
@@ -10,5 +11,6 @@ mod routes;
 pub mod signing;
 pub mod usage;
 
+pub use audit::verdicts as audit_verdicts;
 pub use client::{AdminClient, ClientError};
 pub use routes::{MetricsRenderer, WhoAmI, openapi_document, router};

@@ -44,7 +44,7 @@ fn json_rejection_message(e: &JsonRejection) -> String {
 }
 
 /// Query parameters whose rejections are admin API errors.
-pub(crate) struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -144,14 +144,18 @@ fn bucket_view(tenant: &str, b: BucketRecord) -> Bucket {
 /// Verify the request signature and attach the caller.
 async fn authenticate(State(svc): State<AdminService>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let target = format!("{} {}", parts.method, parts.uri.path());
     let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        crate::audit::auth_failure(&svc, "", target, "missing-authorization").await;
         return ApiError::unauthorized("missing Authorization header").into_response();
     };
     let Some(parsed) = signing::parse(header) else {
+        crate::audit::auth_failure(&svc, "", target, "malformed-authorization").await;
         return ApiError::unauthorized("malformed Authorization header").into_response();
     };
     let now = orbit_types::now_ms() / 1000;
     if (now - parsed.timestamp).abs() > signing::MAX_SKEW_SECS {
+        crate::audit::auth_failure(&svc, &parsed.access_key, target, "clock-skew").await;
         return ApiError::unauthorized("request timestamp is too far from the server's clock").into_response();
     }
     let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
@@ -167,6 +171,7 @@ async fn authenticate(State(svc): State<AdminService>, req: Request, next: Next)
             caller
         }
         Ok(_) | Err(Error::NotFound(_)) => {
+            crate::audit::auth_failure(&svc, &parsed.access_key, target, "bad-signature-or-key").await;
             return ApiError::unauthorized("invalid credentials or signature").into_response();
         }
         Err(e) => return ApiError::from(e).into_response(),
@@ -209,6 +214,9 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
             get(crate::qos::get_bucket_qos).put(crate::qos::set_bucket_qos).delete(crate::qos::clear_bucket_qos),
         )
         .merge(crate::usage::routes())
+        .merge(crate::audit::routes())
+        // Inside authentication, so every authenticated action is recorded with its caller.
+        .route_layer(middleware::from_fn_with_state(svc.clone(), crate::audit::record_action))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
         .with_state(svc);
     Router::new()
@@ -264,7 +272,16 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         start_prefetch,
         list_prefetch,
         get_prefetch,
-        cancel_prefetch
+        cancel_prefetch,
+        crate::audit::audit_list,
+        crate::audit::audit_verify,
+        crate::audit::get_audit_settings,
+        crate::audit::put_audit_settings,
+        crate::audit::get_limits,
+        crate::audit::put_limits,
+        crate::audit::list_grants,
+        crate::audit::add_grant,
+        crate::audit::remove_grant
     ),
     components(schemas(
         PinPrefix,
@@ -286,7 +303,13 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         BucketMode,
         ErrorBody,
         ErrorDetail,
-        WhoAmI
+        WhoAmI,
+        GrantBody,
+        Limits,
+        AuditSettingsBody,
+        AuditRecord,
+        ChainVerdict,
+        AuditVerification
     ))
 )]
 struct ApiDoc;

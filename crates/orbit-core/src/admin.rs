@@ -13,14 +13,22 @@ mod qos;
 
 #[derive(Clone)]
 pub struct AdminService {
-    dir: Directory,
-    ns: Namespace,
+    pub(crate) dir: Directory,
+    pub(crate) ns: Namespace,
     prefetcher: Prefetcher,
+    /// The audit log (see `admin_audit.rs`); None only in tests that do not need one.
+    pub(crate) auditor: Option<crate::Auditor>,
 }
 
 impl AdminService {
     pub fn new(dir: Directory, ns: Namespace, prefetcher: Prefetcher) -> Self {
-        Self { dir, ns, prefetcher }
+        Self { dir, ns, prefetcher, auditor: None }
+    }
+
+    /// Record admin actions and answer audit queries with this log.
+    pub fn with_auditor(mut self, auditor: crate::Auditor) -> Self {
+        self.auditor = Some(auditor);
+        self
     }
 
     pub fn directory(&self) -> &Directory {
@@ -113,6 +121,13 @@ impl AdminService {
                 Error::AccessDenied
             });
         }
+        if caller.role != Role::Operator {
+            let limits = orbit_tenancy::tenant_limits(self.ns.meta_store(), t.id).await?;
+            if limits.max_users.is_some() {
+                let users = self.dir.list_users(t.id).await?.len();
+                orbit_tenancy::check_limit(limits.max_users, users, "users", t.name.as_str())?;
+            }
+        }
         self.dir.create_user(&t, &UserName::new(name)?, role).await
     }
 
@@ -144,6 +159,13 @@ impl AdminService {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ManageIdentities(t.id))?;
         let user = self.dir.user_by_name(t.id, &UserName::new(user)?).await?;
+        if caller.role != Role::Operator {
+            let limits = orbit_tenancy::tenant_limits(self.ns.meta_store(), t.id).await?;
+            if limits.max_keys_per_user.is_some() {
+                let keys = self.dir.list_keys(t.id, Some(user.id)).await?.len();
+                orbit_tenancy::check_limit(limits.max_keys_per_user, keys, "access keys per user", t.name.as_str())?;
+            }
+        }
         let (rec, secret) = self.dir.create_key(&user, None).await?;
         Ok((rec, secret, user))
     }
@@ -192,6 +214,9 @@ impl AdminService {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
         let backend = backend.unwrap_or(orbit_backend::BackendSet::DEFAULT);
+        if caller.role != Role::Operator {
+            self.ns.check_bucket_limit(t.id, t.name.as_str()).await?;
+        }
         self.ns.create_bucket_in(t.id, &t.name, &BucketName::new(name)?, backend).await
     }
 

@@ -4,6 +4,8 @@
 //! the metadata store and bytes in the backend, and never speaks HTTP.
 
 pub mod admin;
+mod admin_audit;
+pub mod audit;
 pub mod checksum;
 mod gc;
 pub mod layout;
@@ -13,6 +15,8 @@ pub mod records;
 pub mod usage;
 
 pub use admin::AdminService;
+pub use admin_audit::MAX_AUDIT_LIST;
+pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditSettings, Auditor, ChainFault, ChainReport};
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
 pub use layout::{Consistency, MappedLocation};
 pub use namespace::Namespace;

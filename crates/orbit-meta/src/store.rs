@@ -41,10 +41,20 @@ pub enum Table {
     Quotas,
     /// tenant id ++ hour ++ bucket id -> metering record of that hour
     Metering,
+    /// chain (tenant) id ++ sequence (u64 big endian) -> audit record
+    Audit,
+    /// chain (tenant) id -> head of the audit chain (last sequence and hash)
+    AuditHeads,
+    /// tenant id -> audit settings of the tenant (data-access audit on or off)
+    AuditSettings,
+    /// tenant id -> limits the operator set for a self-managed tenant
+    TenantLimits,
+    /// tenant id ++ user id -> the user's bucket and prefix grants
+    Grants,
 }
 
 impl Table {
-    pub const ALL: [Table; 18] = [
+    pub const ALL: [Table; 23] = [
         Table::Tenants,
         Table::TenantNames,
         Table::Users,
@@ -63,6 +73,11 @@ impl Table {
         Table::Usage,
         Table::Quotas,
         Table::Metering,
+        Table::Audit,
+        Table::AuditHeads,
+        Table::AuditSettings,
+        Table::TenantLimits,
+        Table::Grants,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +100,11 @@ impl Table {
             Table::Usage => "usage",
             Table::Quotas => "quotas",
             Table::Metering => "metering",
+            Table::Audit => "audit",
+            Table::AuditHeads => "audit_heads",
+            Table::AuditSettings => "audit_settings",
+            Table::TenantLimits => "tenant_limits",
+            Table::Grants => "grants",
         }
     }
 }

@@ -59,6 +59,8 @@ pub(crate) fn s3_error(e: Error) -> S3Error {
             err.set_status_code(http::StatusCode::FORBIDDEN);
             return err;
         }
+        // The only S3 path that meets a tenant limit is CreateBucket.
+        Error::LimitExceeded(m) => (S3ErrorCode::TooManyBuckets, m.clone()),
         Error::Unavailable(m) => {
             tracing::warn!(error = %m, "request failed: a dependency is unavailable");
             (S3ErrorCode::ServiceUnavailable, "Please reduce your request rate or retry.".into())

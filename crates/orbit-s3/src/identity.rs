@@ -60,7 +60,21 @@ impl S3Access for OrbitAccess {
                     bucket.unwrap_or(""),
                     crate::metering::class_of(cx.s3_op().name()),
                 );
+                // Authenticated: tell the audit log who this was, whatever happens next.
+                if let Some(mark) = cx.extensions_mut().get::<crate::audit::AuditMark>().cloned() {
+                    let target = match cx.s3_path() {
+                        S3Path::Root => String::new(),
+                        S3Path::Bucket { bucket } => bucket.to_string(),
+                        S3Path::Object { bucket, key } => format!("{bucket}/{key}"),
+                    };
+                    let op = cx.s3_op().name().to_owned();
+                    mark.set(crate::audit::Seen { caller: caller.clone(), op, target });
+                }
                 // Rate limits belong to the caller's tenant and the named bucket; checked before any work.
+                let bucket = match cx.s3_path() {
+                    S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(&**bucket),
+                    S3Path::Root => None,
+                };
                 let direction = crate::qos::direction(cx.s3_op().name());
                 let pacer = self.dir.qos().admit(caller.tenant_id, bucket, direction).map_err(s3_error)?;
                 cx.extensions_mut().insert(pacer);

@@ -3,6 +3,7 @@
 //! translates each operation to the namespace core, and maps core errors to
 //! S3 error codes in exactly one place (`error.rs`).
 
+mod audit;
 mod convert;
 mod error;
 mod handlers;

@@ -38,14 +38,17 @@ impl Default for S3ServerConfig {
 
 pub struct S3Server {
     service: S3Service,
+    audit: crate::audit::S3Audit,
 }
 
 /// Counts and times every S3 request (to its response head) by method and
-/// status. The metric handles are made once per (method, status), so the
-/// hot path neither allocates labels nor hashes them in the registry.
+/// status, and hands each response to the audit log. The metric handles
+/// are made once per (method, status), so the hot path neither allocates
+/// labels nor hashes them in the registry.
 #[derive(Clone)]
 struct Metered {
     service: S3Service,
+    audit: crate::audit::S3Audit,
     handles: Arc<RwLock<HashMap<(http::Method, u16), RequestMetrics>>>,
 }
 
@@ -56,8 +59,8 @@ struct RequestMetrics {
 }
 
 impl Metered {
-    fn new(service: S3Service) -> Self {
-        Self { service, handles: Arc::default() }
+    fn new(service: S3Service, audit: crate::audit::S3Audit) -> Self {
+        Self { service, audit, handles: Arc::default() }
     }
 }
 
@@ -93,10 +96,20 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let method = req.method().clone();
         let started = std::time::Instant::now();
+        let (mut parts, body) = req.into_parts();
+        let mark = crate::audit::AuditMark::default();
+        parts.extensions.insert(mark.clone());
+        let key = crate::audit::presented_key(&parts);
+        let path = parts.uri.path().to_owned();
+        let req = http::Request::from_parts(parts, body);
         let fut = hyper::service::Service::call(&self.service, req);
+        let audit = self.audit.clone();
         let handles = self.handles.clone();
         Box::pin(async move {
             let resp = fut.await;
+            if let Ok(r) = &resp {
+                audit.after(&mark, method.as_str(), &path, key, r).await;
+            }
             let m = request_metrics(&handles, &method, resp.as_ref().ok().map(|r| r.status().as_u16()));
             m.count.increment(1);
             m.seconds.record(started.elapsed().as_secs_f64());
@@ -106,13 +119,13 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
 }
 
 impl S3Server {
-    pub fn new(ns: Namespace, dir: Directory, config: S3ServerConfig) -> Self {
+    pub fn new(ns: Namespace, dir: Directory, config: S3ServerConfig, auditor: orbit_core::Auditor) -> Self {
         let meter = ns.meter().clone();
         let mut builder = S3ServiceBuilder::new(OrbitS3 { ns, region: config.region });
         builder.set_auth(OrbitAuth { dir: dir.clone() });
-        builder.set_access(OrbitAccess { dir, meter });
+        builder.set_access(OrbitAccess { dir: dir.clone(), meter });
         builder.set_host(VirtualHosts::new(config.domains));
-        Self { service: builder.build() }
+        Self { service: builder.build(), audit: crate::audit::S3Audit { auditor, dir } }
     }
 
     /// Serve until `shutdown` completes, then let in-flight requests finish.
@@ -124,7 +137,7 @@ impl S3Server {
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(MAX_REQUEST_HEAD);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let metered = Metered::new(self.service.clone());
+        let metered = Metered::new(self.service.clone(), self.audit.clone());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let stream = tokio::select! {

@@ -12,6 +12,8 @@ pub enum AdminAction {
     ManageIdentities(TenantId),
     /// Create or delete buckets of a tenant.
     ManageBuckets(TenantId),
+    /// Read a tenant's audit log, verify its chain, turn data-access audit on or off.
+    Audit(TenantId),
 }
 
 /// Decide an admin request. A caller outside the target tenant is refused
@@ -20,7 +22,9 @@ pub fn authorize_admin(caller: &Caller, action: AdminAction) -> Result<()> {
     let own = |t: TenantId| t == caller.tenant_id;
     let allowed = match (caller.role, action) {
         (Role::Operator, _) => true,
-        (Role::TenantAdmin, AdminAction::ReadTenant(t) | AdminAction::ManageBuckets(t)) => own(t),
+        (Role::TenantAdmin, AdminAction::ReadTenant(t) | AdminAction::ManageBuckets(t) | AdminAction::Audit(t)) => {
+            own(t)
+        }
         (Role::TenantAdmin, AdminAction::ManageIdentities(t)) => own(t) && caller.model == TenantModel::SelfManaged,
         _ => false,
     };
@@ -50,6 +54,7 @@ mod tests {
             user: UserName::new("u").unwrap(),
             role,
             access_key_id: "OKTEST".into(),
+            grants: Default::default(),
         }
     }
 
@@ -100,5 +105,40 @@ mod tests {
         assert!(!may_grant(&op, Role::Operator, false));
         assert!(!may_grant(&ta, Role::Operator, true));
         assert!(may_grant(&ta, Role::ReadOnly, false));
+    }
+
+    /// Every role, model, action and target (own tenant or another) against the rules.
+    #[test]
+    fn authz_matrix() {
+        for role in Role::ALL {
+            for model in [TenantModel::AdminOnly, TenantModel::SelfManaged] {
+                let c = caller(role, model);
+                for own in [true, false] {
+                    let t = if own { c.tenant_id } else { TenantId::generate() };
+                    for action in [
+                        AdminAction::ManageTenants,
+                        AdminAction::ReadTenant(t),
+                        AdminAction::ManageIdentities(t),
+                        AdminAction::ManageBuckets(t),
+                        AdminAction::Audit(t),
+                    ] {
+                        let expected = match (role, action) {
+                            (Role::Operator, _) => true,
+                            (Role::TenantAdmin, AdminAction::ManageTenants) => false,
+                            (Role::TenantAdmin, AdminAction::ManageIdentities(_)) => {
+                                own && model == TenantModel::SelfManaged
+                            }
+                            (Role::TenantAdmin, _) => own,
+                            (Role::ReadWrite | Role::ReadOnly, _) => false,
+                        };
+                        assert_eq!(
+                            authorize_admin(&c, action).is_ok(),
+                            expected,
+                            "{role} {model} {action:?} own={own}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -36,7 +36,7 @@ fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
 /// The tenants, users and access keys of the site, over the metadata store.
 #[derive(Clone)]
 pub struct Directory {
-    meta: Arc<dyn MetaStore>,
+    pub(crate) meta: Arc<dyn MetaStore>,
     master: MasterKey,
     /// Resolved credentials: every signed request needs one, twice.
     credentials: Arc<CredentialCache>,
@@ -56,7 +56,7 @@ impl Directory {
     }
 
     /// Forget every resolved credential (after any change to tenants, users or keys).
-    fn forget_credentials(&self) {
+    pub(crate) fn forget_credentials(&self) {
         if let Ok(mut c) = self.credentials.lock() {
             c.clear();
         }
@@ -187,6 +187,11 @@ impl Directory {
             txn.push_delete(Table::AccessKeys, k[32..].to_vec());
             txn.push_delete(Table::UserKeys, k);
         }
+        for (k, _) in self.scan_all(Table::Grants, tid).await? {
+            txn.push_delete(Table::Grants, k);
+        }
+        txn.push_delete(Table::TenantLimits, tid.to_vec());
+        txn.push_delete(Table::AuditSettings, tid.to_vec());
         let committed = self.meta.commit(txn).await;
         self.forget_credentials();
         match committed {
@@ -264,7 +269,8 @@ impl Directory {
         let mut txn = Txn::new()
             .require_equals(Table::UserNames, name_key.clone(), user.id.as_bytes().to_vec())
             .delete(Table::UserNames, name_key)
-            .delete(Table::Users, user.id.as_bytes().to_vec());
+            .delete(Table::Users, user.id.as_bytes().to_vec())
+            .delete(Table::Grants, crate::grants::grants_key(user.tenant_id, user.id));
         let prefix = cat(user.tenant_id.as_bytes(), user.id.as_bytes());
         for (k, _) in self.scan_all(Table::UserKeys, &prefix).await? {
             txn.push_delete(Table::AccessKeys, k[32..].to_vec());
@@ -400,6 +406,7 @@ impl Directory {
             user: user.name,
             role: user.role,
             access_key_id: rec.access_key_id,
+            grants: self.load_grants(tenant.id, user.id).await?,
         };
         Ok((caller, secret))
     }

@@ -80,4 +80,6 @@ pub struct Caller {
     pub user: UserName,
     pub role: Role,
     pub access_key_id: String,
+    /// The user's bucket and prefix grants (empty: the role's tenant-wide access).
+    pub grants: crate::Grants,
 }

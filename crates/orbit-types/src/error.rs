@@ -15,6 +15,7 @@ pub enum Resource {
     Object,
     Upload,
     Job,
+    Grant,
 }
 
 impl fmt::Display for Resource {
@@ -27,6 +28,7 @@ impl fmt::Display for Resource {
             Resource::Object => "object",
             Resource::Upload => "multipart upload",
             Resource::Job => "job",
+            Resource::Grant => "grant",
         })
     }
 }
@@ -80,6 +82,9 @@ pub enum Error {
     /// the message names only that limit.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A limit the operator set for the tenant would be exceeded (users, keys, buckets).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// A dependency (metadata store, backend) failed; retrying may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),

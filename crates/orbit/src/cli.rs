@@ -8,9 +8,11 @@ use orbit_admin::AdminClient;
 use serde::Serialize;
 use std::path::PathBuf;
 
+mod audit_cmds;
 mod qos;
 mod units;
 mod usage;
+pub use audit_cmds::{AuditCmd, GrantCmd, LimitsCmd};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -83,6 +85,16 @@ pub enum AdminCommand {
         #[command(subcommand)]
         cmd: usage::UsageCmd,
     },
+    /// Per-user grants on buckets and prefixes (a user with none has its role's access everywhere).
+    Grant {
+        #[command(subcommand)]
+        cmd: GrantCmd,
+    },
+    /// The tamper-evident audit log: list records, verify the hash chains, data-access audit.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +129,11 @@ pub enum TenantCmd {
     /// What the site's chunk cache did for a tenant: hits by tier, misses, hit ratio.
     CacheStats {
         name: String,
+    },
+    /// Limits on what a self-managed tenant creates for itself (operator sets them).
+    Limits {
+        #[command(subcommand)]
+        cmd: LimitsCmd,
     },
 }
 
@@ -395,6 +412,8 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
         AdminCommand::Qos { cmd } => qos::run(cmd, &conn).await,
         AdminCommand::Quota { cmd } => usage::quota(conn.client()?, conn.output, cmd).await,
         AdminCommand::Usage { cmd } => usage::usage(conn.client()?, conn.output, cmd).await,
+        AdminCommand::Grant { cmd } => audit_cmds::grant(&conn.client()?, conn.output, cmd).await,
+        AdminCommand::Audit { cmd } => audit_cmds::audit(&conn, cmd).await,
         AdminCommand::Prefetch { cmd } => {
             let c = conn.client()?;
             match cmd {
@@ -484,6 +503,7 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
                     return emit(conn.output, &s, || print_table(&header, row));
                 }
                 TenantCmd::List => c.list_tenants().await?,
+                TenantCmd::Limits { cmd } => return audit_cmds::limits(&c, conn.output, cmd).await,
                 TenantCmd::Delete { name, force } => {
                     c.delete_tenant(&name, force).await?;
                     return emit(conn.output, &serde_json::json!({"deleted": name}), || {

@@ -205,10 +205,13 @@ pub async fn run(config: Config) -> Result<()> {
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("cannot listen on {} (admin_addr)", config.admin_addr))?;
+    let system = directory.tenant_by_name(&orbit_types::TenantName::system()).await?;
+    let auditor = orbit_core::Auditor::start(meta.clone(), system.id).await?;
     let s3 = S3Server::new(
         namespace.clone(),
         directory.clone(),
         S3ServerConfig { region: config.region.clone(), domains: config.s3_domains.clone() },
+        auditor.clone(),
     );
     let prefetcher = Prefetcher::new(namespace.clone(), meta.clone());
     let resumed = prefetcher.resume_all().await?;
@@ -216,7 +219,7 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::info!(jobs = resumed, "resumed prefetch jobs");
     }
     let admin = orbit_admin::router(
-        AdminService::new(directory.clone(), namespace.clone(), prefetcher),
+        AdminService::new(directory.clone(), namespace.clone(), prefetcher).with_auditor(auditor.clone()),
         Arc::new(move || prometheus.render()),
     );
 
@@ -248,6 +251,8 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = s3_task.await;
     let _ = admin_task.await;
+    // Every request has been answered: commit what they recorded before exiting.
+    auditor.flush().await;
     collector.abort();
     // Requests are done: the last metering events reach the store. The flush
     // waits for a periodic one in progress; only then is the flusher stopped,

@@ -1,4 +1,5 @@
-use super::{MAX_CAS_RETRIES, Namespace, require_write};
+use super::access::{require_bucket, require_bucket_admin};
+use super::{MAX_CAS_RETRIES, Namespace};
 use crate::gc::{SUPERSEDED_GRACE_MS, due_value, gc_key};
 use crate::records::{BucketRecord, ObjectRecord, UploadRecord, bucket_key};
 use orbit_meta::{MetaError, MetaStoreExt, Table, Txn, decode, encode};
@@ -9,8 +10,11 @@ const SCAN_BATCH: usize = 1000;
 
 impl Namespace {
     pub async fn create_bucket(&self, caller: &Caller, name: &str) -> Result<BucketRecord> {
-        require_write(caller)?;
+        require_bucket_admin(caller, name)?;
         let name = BucketName::new(name)?;
+        if caller.role != orbit_types::Role::Operator {
+            self.check_bucket_limit(caller.tenant_id, caller.tenant.as_str()).await?;
+        }
         self.create_bucket_in(caller.tenant_id, &caller.tenant, &name, orbit_backend::BackendSet::DEFAULT).await
     }
 
@@ -94,12 +98,32 @@ impl Namespace {
         Err(Error::Unavailable("the bucket kept changing, retry".into()))
     }
 
+    /// Refuse a new bucket when the tenant holds as many as its operator-set limit allows.
+    /// (Checked before the create: concurrent creates can overshoot by the number racing.)
+    pub async fn check_bucket_limit(&self, tenant: TenantId, tenant_name: &str) -> Result<()> {
+        let limits = orbit_tenancy::tenant_limits(self.meta.as_ref(), tenant).await?;
+        if let Some(max) = limits.max_buckets {
+            let held = self
+                .meta
+                .scan_prefix(Table::Buckets, tenant.as_bytes(), None, max as usize + 1)
+                .await
+                .map_err(meta_error)?
+                .len();
+            orbit_tenancy::check_limit(Some(max), held, "buckets", tenant_name)?;
+        }
+        Ok(())
+    }
+
     pub async fn head_bucket(&self, caller: &Caller, name: &str) -> Result<BucketRecord> {
+        require_bucket(caller, name)?;
         Ok(self.resolve_bucket(caller.tenant_id, name).await?.record)
     }
 
     pub async fn list_buckets(&self, caller: &Caller) -> Result<Vec<BucketRecord>> {
-        self.list_buckets_of(caller.tenant_id).await
+        let mut all = self.list_buckets_of(caller.tenant_id).await?;
+        // A user limited by grants sees only the buckets it holds a grant on.
+        all.retain(|b| caller.grants.allows_bucket(b.name.as_str()));
+        Ok(all)
     }
 
     pub async fn list_buckets_of(&self, tenant: TenantId) -> Result<Vec<BucketRecord>> {
@@ -124,7 +148,7 @@ impl Namespace {
 
     /// Delete an empty bucket. Unfinished multipart uploads go with it.
     pub async fn delete_bucket(&self, caller: &Caller, name: &str) -> Result<()> {
-        require_write(caller)?;
+        require_bucket_admin(caller, name)?;
         self.delete_bucket_in(caller.tenant_id, name, false).await
     }
 

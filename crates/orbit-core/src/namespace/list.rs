@@ -32,6 +32,7 @@ pub struct ListPage {
 
 impl Namespace {
     pub async fn list_objects(&self, caller: &Caller, bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        super::access::require_list(caller, bucket, &q.prefix, orbit_tenancy::Access::Read)?;
         self.list_objects_of(caller.tenant_id, bucket, q).await
     }
 

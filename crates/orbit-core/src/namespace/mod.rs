@@ -1,6 +1,7 @@
 //! The namespace: buckets and objects of every tenant, resolved inside the
 //! caller's tenant so that one tenant can never name another's data.
 
+mod access;
 mod bucket;
 pub mod list;
 mod mapped;
@@ -109,6 +110,11 @@ impl Namespace {
         pool.set_share(&tenant.to_string(), bytes.map(|b| b as usize))
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    /// The metadata store (for services that keep their own tables beside the namespace's).
+    pub fn meta_store(&self) -> &dyn MetaStore {
+        self.meta.as_ref()
     }
 
     pub fn cache(&self) -> Option<&CachePool> {

@@ -82,6 +82,8 @@ impl Namespace {
         key: &str,
         upload_id: &str,
     ) -> Result<ResolvedUpload> {
+        // Every step of an upload (part, part copy, complete, abort, list parts) writes its key.
+        super::access::require_write_key(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let id: UploadId = upload_id.parse().map_err(|_| Error::NotFound(Resource::Upload))?;
         let ukey = upload_key(b.record.id, id);
@@ -105,7 +107,7 @@ impl Namespace {
         checksum_algorithm: Option<ChecksumAlgorithm>,
         checksum_kind: Option<ChecksumKind>,
     ) -> Result<UploadRecord> {
-        require_write(caller)?;
+        super::access::require_write_key(caller, bucket, key)?;
         parse_key(key)?;
         validate_metadata(&user_metadata)?;
         if checksum_kind == Some(ChecksumKind::FullObject)
@@ -475,6 +477,8 @@ impl Namespace {
         upload_id_marker: Option<&str>,
         max: usize,
     ) -> Result<UploadsPage> {
+        // Uploads in progress are writes: listing them needs write on the whole prefix.
+        super::access::require_list(caller, bucket, prefix, orbit_tenancy::Access::Write)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let rows = self
             .meta

@@ -1,6 +1,6 @@
 //! Single objects: put, get, head, copy, delete.
 
-use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
+use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket};
 use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, md5_hex};
 use crate::gc::{SUPERSEDED_GRACE_MS, due_value, gc_key};
 use crate::records::{ContentHeaders, ObjectRecord, Segment, StoredChecksum, new_blob_path, object_key};
@@ -368,7 +368,7 @@ impl Namespace {
     }
 
     pub async fn put_object(&self, caller: &Caller, bucket: &str, key: &str, put: PutObject) -> Result<ObjectRecord> {
-        require_write(caller)?;
+        super::access::require_write_key(caller, bucket, key)?;
         parse_key(key)?;
         validate_metadata(&put.user_metadata)?;
         if put.content_length.is_some_and(|l| l > MAX_PUT_SIZE) {
@@ -424,6 +424,7 @@ impl Namespace {
         key: &str,
         get: &GetObject,
     ) -> Result<(ObjectRecord, Option<Range<u64>>)> {
+        super::access::require_read(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         if let Some(m) = &b.record.mapped {
             let (_, rec, range) = self.mapped_lookup(&b.record, m, key, get).await?;
@@ -465,6 +466,7 @@ impl Namespace {
     }
 
     pub async fn get_object(&self, caller: &Caller, bucket: &str, key: &str, get: &GetObject) -> Result<ObjectBody> {
+        super::access::require_read(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let tap = super::read::HitTap { meter: self.meter.clone(), tenant: b.record.tenant_id, bucket: bucket.into() };
         let mut body = match &b.record.mapped {
@@ -484,7 +486,7 @@ impl Namespace {
     }
 
     pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
-        require_write(caller)?;
+        super::access::require_write_key(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         if let Some(m) = &b.record.mapped {
             return self.mapped_delete(&b.record, m, key).await;
@@ -519,6 +521,7 @@ impl Namespace {
         caller: &Caller,
         src: &CopySource,
     ) -> Result<(crate::records::BucketRecord, ObjectRecord)> {
+        super::access::require_read(caller, &src.bucket, &src.key)?;
         let sb = self.resolve_bucket(caller.tenant_id, &src.bucket).await?;
         if let Some(m) = &sb.record.mapped {
             let (_, rec, _) = self.mapped_lookup(&sb.record, m, &src.key, &GetObject::default()).await?;
@@ -539,7 +542,8 @@ impl Namespace {
         directive: MetadataDirective,
         conditions: WriteConditions,
     ) -> Result<ObjectRecord> {
-        require_write(caller)?;
+        super::access::require_write_key(caller, bucket, key)?;
+        super::access::require_read(caller, &src.bucket, &src.key)?;
         parse_key(key)?;
         if self.is_mapped(caller.tenant_id, bucket).await? || self.is_mapped(caller.tenant_id, &src.bucket).await? {
             return self.mapped_copy(caller, bucket, key, src, directive, conditions).await;
