@@ -232,6 +232,11 @@ def test_pinned_prefix_outlives_restarts_and_outages(orbit_factory, remote):
     stats = server.cli("tenant", "cache-stats", creds.tenant)
     assert stats["hits"]["pinned"] >= 5 and stats["hit_bytes"]["pinned"] > 0, stats
     assert stats["misses"] >= 1 and 0 < stats["hit_ratio"] < 1, stats
+    # The RAM tier (4 MiB) evicted to hold 15 MiB of reads, and says so.
+    import requests
+    text = requests.get(f"{server.admin_url}/metrics", timeout=10).text
+    evicted = [l for l in text.splitlines() if l.startswith('orbit_cache_evictions_total{tier="ram"}')]
+    assert evicted and float(evicted[0].rsplit(" ", 1)[1]) > 0, evicted
 
     # Pinned space is the site's: tenant-admins can neither pin nor unpin,
     # and may read only their own tenant's figures.

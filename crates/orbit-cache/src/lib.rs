@@ -82,6 +82,34 @@ pub struct CacheStats {
     pub corrupt: AtomicU64,
 }
 
+/// Counts what the RAM tier evicts to make room (to the SSD tier, when
+/// there is one, or out of the cache).
+struct Evictions {
+    count: metrics::Counter,
+    bytes: metrics::Counter,
+}
+
+impl Evictions {
+    fn new() -> Self {
+        Self {
+            count: metrics::counter!("orbit_cache_evictions_total", "tier" => "ram"),
+            bytes: metrics::counter!("orbit_cache_evicted_bytes_total", "tier" => "ram"),
+        }
+    }
+}
+
+impl foyer::EventListener for Evictions {
+    type Key = String;
+    type Value = Bytes;
+
+    fn on_leave(&self, reason: foyer::Event, _key: &String, value: &Bytes) {
+        if reason == foyer::Event::Evict {
+            self.count.increment(1);
+            self.bytes.increment(value.len() as u64);
+        }
+    }
+}
+
 /// Where a hit was served from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tier {
@@ -241,6 +269,7 @@ impl ChunkCache {
         let err = |e: foyer::Error| CacheError::Open(e.to_string());
         let builder = HybridCacheBuilder::new()
             .with_name("orbit-chunks")
+            .with_event_listener(Arc::new(Evictions::new()))
             // Only what RAM evicts goes to SSD: hot chunks are written once.
             .with_policy(HybridCachePolicy::WriteOnEviction)
             .memory(config.ram_bytes.max(1))
