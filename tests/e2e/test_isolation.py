@@ -298,6 +298,30 @@ def admin_matrix(tenant, user, bucket, access_key):
         ("GET", f"/admin/v1/tenants/{tenant}/users/{user}/grants", None),
         ("POST", f"/admin/v1/tenants/{tenant}/users/{user}/grants", {"bucket": bucket, "access": "read"}),
         ("DELETE", f"/admin/v1/tenants/{tenant}/users/{user}/grants?bucket={bucket}&access=read", None),
+        # cache, pins, layout, prefetch
+        ("GET", f"/admin/v1/tenants/{tenant}/cache", None),
+        ("PUT", f"/admin/v1/tenants/{tenant}/cache-share", {"ram_bytes": 1 << 20}),
+        ("PUT", f"/admin/v1/tenants/{tenant}/buckets/{bucket}/cache", {"admission": "first-miss"}),
+        ("POST", f"/admin/v1/tenants/{tenant}/buckets/{bucket}/pins", {"prefix": ""}),
+        ("DELETE", f"/admin/v1/tenants/{tenant}/buckets/{bucket}/pins?prefix=", None),
+        ("PUT", f"/admin/v1/tenants/{tenant}/buckets/{bucket}/mode", {"mode": "validate"}),
+        ("GET", f"/admin/v1/tenants/{tenant}/prefetch", None),
+        ("POST", f"/admin/v1/tenants/{tenant}/prefetch", {"bucket": bucket}),
+        # rate limits, quotas, usage and billing records
+        ("GET", f"/admin/v1/tenants/{tenant}/qos", None),
+        ("PUT", f"/admin/v1/tenants/{tenant}/qos", {"read_rps": 1}),
+        ("DELETE", f"/admin/v1/tenants/{tenant}/qos", None),
+        ("GET", f"/admin/v1/tenants/{tenant}/buckets/{bucket}/qos", None),
+        ("PUT", f"/admin/v1/tenants/{tenant}/buckets/{bucket}/qos", {"read_rps": 1}),
+        ("GET", f"/admin/v1/tenants/{tenant}/quota", None),
+        ("PUT", f"/admin/v1/tenants/{tenant}/quota", {"max_bytes": 1, "kind": "hard"}),
+        ("DELETE", f"/admin/v1/tenants/{tenant}/quota", None),
+        ("GET", f"/admin/v1/tenants/{tenant}/buckets/{bucket}/quota", None),
+        ("PUT", f"/admin/v1/tenants/{tenant}/buckets/{bucket}/quota", {"max_objects": 1, "kind": "hard"}),
+        ("GET", f"/admin/v1/tenants/{tenant}/usage", None),
+        ("GET", f"/admin/v1/tenants/{tenant}/usage/report", None),
+        ("GET", f"/admin/v1/tenants/{tenant}/usage/report?format=csv", None),
+        ("POST", f"/admin/v1/tenants/{tenant}/usage/recount?fix=true", None),
     ]
 
 
@@ -321,6 +345,10 @@ def test_admin_api_tenant_admin_of_b_against_a(orbit):
 
     def state():
         return (orbit.cli("user", "list", "--tenant", a.tenant),
+                orbit.cli("tenant", "show", a.tenant),
+                orbit.cli("qos", "show", "--tenant", a.tenant),
+                orbit.cli("quota", "show", "--tenant", a.tenant),
+                orbit.cli("prefetch", "list", "--tenant", a.tenant),
                 orbit.cli("key", "list", "--tenant", a.tenant),
                 orbit.cli("bucket", "list", "--tenant", a.tenant),
                 orbit.cli("grant", "list", "--tenant", a.tenant, "--user", a.user),
