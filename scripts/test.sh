@@ -70,6 +70,7 @@ PY
     ORBIT_TEST_S3_ENDPOINT="http://127.0.0.1:$MOTO_PORT" ORBIT_TEST_S3_BUCKET=orbit-conformance \
         cargo test -p orbit-backend -- --ignored s3_backend
     kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
     trap - EXIT
 
     section "backend conformance against Azurite (the Azure Blob emulator, from npm)"
@@ -107,7 +108,9 @@ PY
     ORBIT_TEST_AZURE_ENDPOINT="http://127.0.0.1:$AZ_PORT/devstoreaccount1" ORBIT_TEST_AZURE_CONTAINER=orbit-conformance \
         cargo test -p orbit-backend -- --ignored azure_backend
     kill "$AZ_PID" 2>/dev/null || true
-    rm -rf "$AZ_DATA"
+    # Azurite may still be writing its files as it stops: wait for it first.
+    wait "$AZ_PID" 2>/dev/null || true
+    rm -rf "$AZ_DATA" || true
     trap - EXIT
 
     section "cargo build -p orbit -p orbit-lincheck"
