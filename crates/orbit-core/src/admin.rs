@@ -266,7 +266,7 @@ impl AdminService {
         selection: Selection,
     ) -> Result<PrefetchJob> {
         let t = self.target(caller, tenant).await?;
-        authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
+        authorize_admin(caller, AdminAction::Prefetch(t.id))?;
         self.prefetcher.start(t.id, bucket, selection).await
     }
 
@@ -284,7 +284,7 @@ impl AdminService {
 
     pub async fn cancel_prefetch(&self, caller: &Caller, tenant: &str, id: &str) -> Result<PrefetchJob> {
         let t = self.target(caller, tenant).await?;
-        authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
+        authorize_admin(caller, AdminAction::Prefetch(t.id))?;
         self.prefetcher.cancel(t.id, id).await
     }
 

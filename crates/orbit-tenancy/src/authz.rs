@@ -14,6 +14,8 @@ pub enum AdminAction {
     ManageBuckets(TenantId),
     /// Read a tenant's audit log, verify its chain, turn data-access audit on or off.
     Audit(TenantId),
+    /// Start or cancel prefetch jobs (warming the site's cache changes no configuration).
+    Prefetch(TenantId),
 }
 
 /// Decide an admin request. A caller outside the target tenant is refused
@@ -22,10 +24,11 @@ pub fn authorize_admin(caller: &Caller, action: AdminAction) -> Result<()> {
     let own = |t: TenantId| t == caller.tenant_id;
     let allowed = match (caller.role, action) {
         (Role::Operator, _) => true,
-        (Role::TenantAdmin, AdminAction::ReadTenant(t) | AdminAction::ManageBuckets(t) | AdminAction::Audit(t)) => {
-            own(t)
+        (Role::TenantAdmin, AdminAction::ReadTenant(t) | AdminAction::Audit(t) | AdminAction::Prefetch(t)) => own(t),
+        // In the admin-only model the operator alone manages users, keys and buckets.
+        (Role::TenantAdmin, AdminAction::ManageIdentities(t) | AdminAction::ManageBuckets(t)) => {
+            own(t) && caller.model == TenantModel::SelfManaged
         }
-        (Role::TenantAdmin, AdminAction::ManageIdentities(t)) => own(t) && caller.model == TenantModel::SelfManaged,
         _ => false,
     };
     if allowed { Ok(()) } else { Err(Error::AccessDenied) }
@@ -86,6 +89,8 @@ mod tests {
         let admin_only = caller(Role::TenantAdmin, TenantModel::AdminOnly);
         assert!(authorize_admin(&admin_only, AdminAction::ManageIdentities(admin_only.tenant_id)).is_err());
         assert!(authorize_admin(&admin_only, AdminAction::ReadTenant(admin_only.tenant_id)).is_ok());
+        assert!(authorize_admin(&admin_only, AdminAction::ManageBuckets(admin_only.tenant_id)).is_err());
+        assert!(authorize_admin(&admin_only, AdminAction::Prefetch(admin_only.tenant_id)).is_ok());
     }
 
     #[test]
@@ -121,11 +126,12 @@ mod tests {
                         AdminAction::ManageIdentities(t),
                         AdminAction::ManageBuckets(t),
                         AdminAction::Audit(t),
+                        AdminAction::Prefetch(t),
                     ] {
                         let expected = match (role, action) {
                             (Role::Operator, _) => true,
                             (Role::TenantAdmin, AdminAction::ManageTenants) => false,
-                            (Role::TenantAdmin, AdminAction::ManageIdentities(_)) => {
+                            (Role::TenantAdmin, AdminAction::ManageIdentities(_) | AdminAction::ManageBuckets(_)) => {
                                 own && model == TenantModel::SelfManaged
                             }
                             (Role::TenantAdmin, _) => own,
