@@ -8,6 +8,7 @@ mod error;
 mod qos;
 mod routes;
 pub mod signing;
+pub mod sites;
 pub mod usage;
 
 pub use client::{AdminClient, ClientError};

@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 mod qos;
+mod site;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -80,6 +81,11 @@ pub enum AdminCommand {
     Usage {
         #[command(subcommand)]
         cmd: crate::usage_cli::UsageCmd,
+    },
+    /// This site and its peer sites: reachability, round trip, protocol version (operator).
+    Site {
+        #[command(subcommand)]
+        cmd: site::SiteCmd,
     },
 }
 
@@ -391,6 +397,7 @@ fn job_outcome(output: Output, job: &orbit_admin::api::PrefetchJob) -> Result<()
 async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
     match cmd {
         AdminCommand::Qos { cmd } => qos::run(cmd, &conn).await,
+        AdminCommand::Site { cmd } => site::run(cmd, &conn).await,
         AdminCommand::Quota { cmd } => crate::usage_cli::quota(conn.client()?, conn.output, cmd).await,
         AdminCommand::Usage { cmd } => crate::usage_cli::usage(conn.client()?, conn.output, cmd).await,
         AdminCommand::Prefetch { cmd } => {
