@@ -63,6 +63,14 @@ pub(crate) fn sign_request(from: &SiteId, secret: &str, path: &str, body: &[u8],
     signing::authorization_header(&from.0, secret, "POST", path, now_s, body)
 }
 
+/// The first checks, which need no body: signed, in our scheme, by a
+/// configured peer. Run before the body is read, so a stranger cannot make
+/// the server buffer bodies.
+pub(crate) fn identify(header: Option<&str>, peers: &BTreeMap<SiteId, PeerSpec>) -> Result<(), AuthRefusal> {
+    let parsed = signing::parse(header.ok_or(AuthRefusal::Unsigned)?).ok_or(AuthRefusal::Malformed)?;
+    if peers.contains_key(&SiteId::new(parsed.access_key)) { Ok(()) } else { Err(AuthRefusal::UnknownSite) }
+}
+
 /// The signing site and the request's signature, if the request is signed
 /// by a configured peer with its pair's secret within the time window.
 pub(crate) fn verify_request(
@@ -152,6 +160,9 @@ mod tests {
         assert_eq!(v(Some(&good), b"{}", 969), AuthRefusal::StaleTimestamp, "dated in the future");
         assert!(verify_request(Some(&good), &ps, "/peer/v1/other", b"{}", 1000, 30).is_err(), "path altered");
         assert_eq!(AuthRefusal::UnknownSite.message(), AuthRefusal::BadSignature.message());
+        assert_eq!(identify(None, &ps), Err(AuthRefusal::Unsigned));
+        assert_eq!(identify(Some(&stranger), &ps), Err(AuthRefusal::UnknownSite));
+        assert_eq!(identify(Some(&wrong), &ps), Ok(()), "the signature is checked with the body");
     }
 
     #[test]

@@ -97,6 +97,10 @@ fn error(status: StatusCode, msg: &str) -> Response {
 
 async fn envelope(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
+    let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Err(r) = auth::identify(auth_header, &inner.peers) {
+        return refuse_auth(r);
+    }
     let bytes: Bytes = match http_body_util::Limited::new(body, MAX_ENVELOPE_BYTES).collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => {
@@ -104,7 +108,6 @@ async fn envelope(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bod
             return error(StatusCode::PAYLOAD_TOO_LARGE, "envelope too large");
         }
     };
-    let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let now_s = orbit_types::now_ms() / 1000;
     let (from, request_sig) =
         match auth::verify_request(auth_header, &inner.peers, ENVELOPE_PATH, &bytes, now_s, inner.max_skew_s) {
