@@ -59,6 +59,9 @@ def test_peers_see_each_other_with_the_injected_round_trip(sites_factory):
     missing = eu.cli("site", "show", "mars", check=False)
     assert missing.returncode != 0 and "mars" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
+    doc = requests.get(f"{eu.admin_url}/admin/v1/openapi.json", timeout=10).json()
+    assert "/admin/v1/sites" in doc["paths"] and "/admin/v1/sites/{site}" in doc["paths"], list(doc["paths"])
+
     # Operators only: the deployment's topology is not tenant business.
     admin = eu.server.new_tenant_with_key(role="tenant-admin")
     denied = eu.cli("site", "list", creds=admin, check=False)

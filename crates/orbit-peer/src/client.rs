@@ -59,6 +59,9 @@ impl PeerClient {
                 // Peers speak HTTP/2 cleartext: one connection multiplexes
                 // every message to the peer, no upgrade round trip.
                 .http2_prior_knowledge()
+                // Straight to the configured URL: an HTTP(S)_PROXY meant for
+                // other traffic must not carry (or break) the peer channel.
+                .no_proxy()
                 .tcp_nodelay(true)
                 .connect_timeout(config.connect_timeout)
                 // Pings on the idle connection find a dead peer (or a
