@@ -43,6 +43,14 @@ if ! command -v rclone >/dev/null 2>&1; then
     apt-get install -y -qq rclone >/dev/null
 fi
 rclone version | head -1
+# The multi-site tests (tests/e2e/sites.py) build network namespaces, veth
+# pairs and a bridge with `ip` when running as root; elsewhere they run on loopback.
+if [ "$(id -u)" -eq 0 ] && ! command -v ip >/dev/null 2>&1; then
+    echo "installing iproute2 with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq iproute2 >/dev/null
+fi
 
 if [ -f "$REPO_ROOT/Cargo.toml" ]; then
     section "cargo test --workspace"

@@ -383,10 +383,15 @@ class OrbitServer:
 
     def __init__(self, base_dir: Path, *, root_creds: Creds | None = ROOT,
                  s3_domain: str = S3_DOMAIN, extra_env: dict | None = None,
-                 config_toml: str | None = None):
+                 config_toml: str | None = None, host: str = "127.0.0.1",
+                 cmd_prefix: list[str] | None = None):
         """`config_toml`: text of a TOML config file, written beside the data
         dir and passed with --config (the address and data-dir flags still
-        override what it says)."""
+        override what it says). `host`: the address the S3 and admin ports
+        listen on; `cmd_prefix`: run the server under it (e.g. `ip netns exec
+        NS`, which execs, so the process is still the server's)."""
+        self.host = host
+        self.cmd_prefix = list(cmd_prefix or [])
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.base_dir / "data"
@@ -409,19 +414,19 @@ class OrbitServer:
     # ---- addresses
     @property
     def s3_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"http://{self.host}:{self.s3_port}"
 
     @property
     def s3_addr(self) -> str:
-        return f"127.0.0.1:{self.s3_port}"
+        return f"{self.host}:{self.s3_port}"
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.host}:{self.admin_port}"
 
     @property
     def admin_addr(self) -> str:
-        return f"127.0.0.1:{self.admin_port}"
+        return f"{self.host}:{self.admin_port}"
 
     @property
     def root(self) -> Creds:
@@ -457,7 +462,7 @@ class OrbitServer:
             self._log_file.write(
                 f"\n===== e2e: start #{self.starts} s3={self.s3_addr} admin={self.admin_addr} =====\n".encode())
             self._log_file.flush()
-            cmd = [binary, "serve", "--data-dir", str(self.data_dir),
+            cmd = self.cmd_prefix + [binary, "serve", "--data-dir", str(self.data_dir),
                    "--s3-addr", self.s3_addr, "--admin-addr", self.admin_addr]
             if self.s3_domain:
                 cmd += ["--s3-domain", self.s3_domain]

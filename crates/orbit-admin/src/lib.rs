@@ -9,6 +9,7 @@ mod error;
 mod qos;
 mod routes;
 pub mod signing;
+pub mod sites;
 pub mod usage;
 
 pub use audit::verdicts as audit_verdicts;

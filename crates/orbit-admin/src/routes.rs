@@ -214,6 +214,7 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
             get(crate::qos::get_bucket_qos).put(crate::qos::set_bucket_qos).delete(crate::qos::clear_bucket_qos),
         )
         .merge(crate::usage::routes())
+        .merge(crate::sites::routes())
         .merge(crate::audit::routes())
         // Inside authentication, so every authenticated action is recorded with its caller.
         .route_layer(middleware::from_fn_with_state(svc.clone(), crate::audit::record_action))
@@ -239,6 +240,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::qos::QosApiDoc::openapi());
     doc.merge(crate::usage::UsageDoc::openapi());
+    doc.merge(crate::sites::SitesDoc::openapi());
     doc
 }
 

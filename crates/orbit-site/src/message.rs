@@ -89,6 +89,9 @@ pub enum Refusal {
     NotHome,
     /// The message format version is not one this site speaks.
     UnsupportedVersion { supported: u32 },
+    /// This site understands the message but does not handle it (yet); no
+    /// retry will help until it is upgraded.
+    NotImplemented,
 }
 
 /// Every message between two sites.
@@ -223,6 +226,16 @@ pub enum Message {
         lease: LeaseId,
         lost_after: u64,
     },
+
+    // --- liveness: either direction ---
+    /// Asks whether the peer is up and which protocol version it speaks.
+    Ping {
+        req: RequestId,
+    },
+    /// The answer to `Ping`; the envelope carries the version.
+    Pong {
+        req: RequestId,
+    },
 }
 
 /// A message with its protocol version and sender.
@@ -278,6 +291,16 @@ mod tests {
         assert!(json.contains("\"type\":\"ReadLeaseGranted\""), "{json}");
         let back: Envelope = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, env);
+    }
+
+    #[test]
+    fn ping_and_pong_travel_like_the_other_messages() {
+        let env = Envelope::new(SiteId::new("us"), Message::Ping { req: RequestId(5) });
+        let json = serde_json::to_string(&env).expect("serialise");
+        assert_eq!(json, r#"{"version":1,"from":"us","message":{"type":"Ping","req":5}}"#);
+        let refused = Message::Refused { req: RequestId(5), reason: Refusal::NotImplemented };
+        let back: Message = serde_json::from_str(&serde_json::to_string(&refused).unwrap()).unwrap();
+        assert_eq!(back, refused);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod error;
 mod ids;
 mod names;
 mod role;
+pub mod signing;
 
 pub use error::{Error, Resource, Result};
 pub use ids::{BucketId, TenantId, UploadId, UserId, new_blob_id};

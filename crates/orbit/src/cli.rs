@@ -13,6 +13,7 @@ mod qos;
 mod units;
 mod usage;
 pub use audit_cmds::{AuditCmd, GrantCmd, LimitsCmd};
+mod site;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -94,6 +95,11 @@ pub enum AdminCommand {
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
+    },
+    /// This site and its peer sites: reachability, round trip, protocol version (operator).
+    Site {
+        #[command(subcommand)]
+        cmd: site::SiteCmd,
     },
 }
 
@@ -410,6 +416,7 @@ fn job_outcome(output: Output, job: &orbit_admin::api::PrefetchJob) -> Result<()
 async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
     match cmd {
         AdminCommand::Qos { cmd } => qos::run(cmd, &conn).await,
+        AdminCommand::Site { cmd } => site::run(cmd, &conn).await,
         AdminCommand::Quota { cmd } => usage::quota(conn.client()?, conn.output, cmd).await,
         AdminCommand::Usage { cmd } => usage::usage(conn.client()?, conn.output, cmd).await,
         AdminCommand::Grant { cmd } => audit_cmds::grant(&conn.client()?, conn.output, cmd).await,

@@ -33,6 +33,26 @@ pub struct Config {
     /// A backend named `default` replaces the one above.
     pub backends: BTreeMap<String, NamedBackend>,
     pub cache: CacheSettings,
+    /// Listener for peer sites (started when `peers` is not empty).
+    pub peer_addr: SocketAddr,
+    /// Milliseconds between liveness probes of each peer.
+    pub peer_probe_interval_ms: u64,
+    /// Milliseconds a probe waits for its answer.
+    pub peer_timeout_ms: u64,
+    /// The other sites, by name. Each pair of sites shares a secret, from
+    /// `ORBIT_PEER_SECRET_<NAME>` or the peer's `secret_file`.
+    pub peers: BTreeMap<String, PeerSettings>,
+}
+
+/// One peer site.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSettings {
+    /// Base URL of the peer's listener, `http://HOST:PORT`.
+    pub url: String,
+    /// File holding the secret this site shares with the peer (used when
+    /// `ORBIT_PEER_SECRET_<NAME>` is not set).
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The chunk cache in front of every backend.
@@ -186,6 +206,10 @@ impl Default for Config {
             backend: BackendConfig::default(),
             backends: BTreeMap::new(),
             cache: CacheSettings::default(),
+            peer_addr: "127.0.0.1:9002".parse().expect("valid"),
+            peer_probe_interval_ms: 2000,
+            peer_timeout_ms: 2000,
+            peers: BTreeMap::new(),
         }
     }
 }
@@ -225,11 +249,86 @@ impl Config {
                 bail!("config field `s3_domains`: `{d}` is not a domain name");
             }
         }
-        Ok(())
+        self.validate_peers()
     }
 
     pub fn backend_root(&self) -> PathBuf {
         self.backend.path.clone().unwrap_or_else(|| self.data_dir.join("objects"))
+    }
+}
+
+/// The shortest peer secret accepted: it keys an HMAC, guessing must not pay.
+pub const MIN_PEER_SECRET_LEN: usize = 16;
+
+/// The environment variable that may hold the secret shared with peer `name`.
+pub fn peer_secret_env(name: &str) -> String {
+    format!("ORBIT_PEER_SECRET_{}", name.to_ascii_uppercase().replace('-', "_"))
+}
+
+impl Config {
+    fn validate_peers(&self) -> Result<()> {
+        if self.peers.is_empty() {
+            return Ok(());
+        }
+        if self.peer_addr == self.s3_addr || self.peer_addr == self.admin_addr {
+            bail!("config field `peer_addr`: must differ from `s3_addr` and `admin_addr` (it is {})", self.peer_addr);
+        }
+        if self.peer_probe_interval_ms == 0 || self.peer_timeout_ms == 0 {
+            bail!("config fields `peer_probe_interval_ms` and `peer_timeout_ms` must be positive");
+        }
+        let mut urls: BTreeMap<String, &str> = BTreeMap::new();
+        for (name, p) in &self.peers {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                bail!("config table `peers.{name}`: a site name is letters, digits and '-'");
+            }
+            if name == &self.site {
+                bail!("config table `peers.{name}`: `{name}` is this site's own name (field `site`)");
+            }
+            let Some(rest) = p.url.strip_prefix("http://") else {
+                bail!("config table `peers.{name}`: field `url` must be http://HOST:PORT, got `{}`", p.url);
+            };
+            let host_port = rest.trim_end_matches('/');
+            if host_port.is_empty() || host_port.contains('/') || !host_port.contains(':') {
+                bail!("config table `peers.{name}`: field `url` must be http://HOST:PORT, got `{}`", p.url);
+            }
+            if let Some(other) = urls.insert(host_port.to_ascii_lowercase(), name) {
+                bail!("config tables `peers.{other}` and `peers.{name}`: field `url` is the same ({})", p.url);
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer channel's configuration with every pair's secret, read from
+    /// the environment or the peer's `secret_file`. Errors name the field;
+    /// no secret ever appears in them.
+    pub fn peer_config(&self) -> Result<orbit_peer::PeerConfig> {
+        let mut config = orbit_peer::PeerConfig::new(orbit_site::SiteId::new(self.site.clone()));
+        config.connect_timeout = std::time::Duration::from_millis(self.peer_timeout_ms);
+        for (name, p) in &self.peers {
+            let env = peer_secret_env(name);
+            let secret = match std::env::var(&env).ok().filter(|s| !s.is_empty()) {
+                Some(s) => s,
+                None => match &p.secret_file {
+                    Some(path) => std::fs::read_to_string(path)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "config table `peers.{name}`: field `secret_file`: cannot read {}: {e}",
+                                path.display()
+                            )
+                        })?
+                        .trim()
+                        .to_owned(),
+                    None => bail!("config table `peers.{name}`: no secret: set {env} or field `secret_file`"),
+                },
+            };
+            if secret.len() < MIN_PEER_SECRET_LEN {
+                bail!(
+                    "config table `peers.{name}`: the secret (from {env} or `secret_file`) must be at least {MIN_PEER_SECRET_LEN} characters"
+                );
+            }
+            config = config.with_peer(orbit_site::SiteId::new(name.clone()), p.url.clone(), secret);
+        }
+        Ok(config)
     }
 }
 
@@ -272,5 +371,42 @@ mod tests {
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.site, "paris");
         assert_eq!(c.backend.kind, BackendKind::Memory);
+    }
+
+    #[test]
+    fn peers_are_checked_at_start_up_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("orbit.toml");
+        let load = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            Config::load(Some(&p))
+        };
+        let e = load("site = \"eu\"\n[peers.eu]\nurl = \"http://10.0.0.2:9002\"\n").unwrap_err().to_string();
+        assert!(e.contains("`peers.eu`") && e.contains("own name"), "{e}");
+        let e = load("site = \"eu\"\n[peers.us]\nurl = \"http://h:1\"\n[peers.asia]\nurl = \"http://H:1/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`peers.asia`") && e.contains("`peers.us`") && e.contains("same"), "{e}");
+        let e = load("site = \"eu\"\n[peers.us]\nurl = \"https://h:1\"\n").unwrap_err().to_string();
+        assert!(e.contains("`peers.us`") && e.contains("`url`"), "{e}");
+        let e = load("site = \"eu\"\n[peers.us]\nurl = \"http://h:1\"\ncolour = 2\n").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+
+        // A name no test environment sets, so the secret must come from the file.
+        let c = load("site = \"eu\"\n[peers.zz-nowhere]\nurl = \"http://h:1\"\n").unwrap();
+        let e = c.peer_config().unwrap_err().to_string();
+        assert!(e.contains("`peers.zz-nowhere`") && e.contains("ORBIT_PEER_SECRET_ZZ_NOWHERE"), "{e}");
+        let secret = dir.path().join("zz.secret");
+        std::fs::write(&secret, "short\n").unwrap();
+        let text = format!(
+            "site = \"eu\"\n[peers.zz-nowhere]\nurl = \"http://h:1\"\nsecret_file = \"{}\"\n",
+            secret.display()
+        );
+        let e = load(&text).unwrap().peer_config().unwrap_err().to_string();
+        assert!(e.contains("at least") && !e.contains("short"), "{e}");
+        std::fs::write(&secret, "0123456789abcdef-long-enough\n").unwrap();
+        let pc = load(&text).unwrap().peer_config().unwrap();
+        assert!(!format!("{pc:?}").contains("long-enough"), "secrets stay out of Debug output");
+        assert_eq!(pc.peers.len(), 1);
     }
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod serve;
+mod sites;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -42,6 +43,9 @@ struct ServeArgs {
     /// Address of the admin API.
     #[arg(long, env = "ORBIT_ADMIN_ADDR")]
     admin_addr: Option<SocketAddr>,
+    /// Address of the listener for peer sites.
+    #[arg(long, env = "ORBIT_PEER_ADDR")]
+    peer_addr: Option<SocketAddr>,
     /// Base domain for virtual-host style requests (`bucket.DOMAIN`); repeatable.
     #[arg(long = "s3-domain")]
     s3_domains: Vec<String>,
@@ -74,6 +78,9 @@ fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
     if let Some(a) = args.admin_addr {
         config.admin_addr = a;
+    }
+    if let Some(a) = args.peer_addr {
+        config.peer_addr = a;
     }
     if !args.s3_domains.is_empty() {
         config.s3_domains = args.s3_domains;

@@ -135,6 +135,8 @@ fn named_backend(name: &str, b: &NamedBackend) -> Result<Arc<dyn Backend>> {
 
 pub async fn run(config: Config) -> Result<()> {
     config.validate()?;
+    // Missing or short peer secrets are refused before anything starts.
+    config.peer_config()?;
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("cannot set up metrics: {e}"))?;
@@ -218,15 +220,16 @@ pub async fn run(config: Config) -> Result<()> {
     if resumed > 0 {
         tracing::info!(jobs = resumed, "resumed prefetch jobs");
     }
-    let admin = orbit_admin::router(
-        AdminService::new(directory.clone(), namespace.clone(), prefetcher).with_auditor(auditor.clone()),
-        Arc::new(move || prometheus.render()),
-    );
-
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
+    let peering = crate::sites::Peering::start(&config, stopped(stop_rx.clone())).await?;
+    let admin = orbit_admin::router(
+        AdminService::new(directory.clone(), namespace.clone(), prefetcher).with_auditor(auditor.clone()),
+        Arc::new(move || prometheus.render()),
+    );
+    let admin = orbit_admin::sites::with_sites(admin, peering.renderer.clone());
     let s3_task = tokio::spawn(s3.serve(s3_listener, stopped(stop_rx.clone())));
     let admin_task =
         tokio::spawn(async move { axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx)).await });
@@ -253,6 +256,7 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = admin_task.await;
     // Every request has been answered: commit what they recorded before exiting.
     auditor.flush().await;
+    peering.stop().await;
     collector.abort();
     // Requests are done: the last metering events reach the store. The flush
     // waits for a periodic one in progress; only then is the flusher stopped,

@@ -1,0 +1,47 @@
+//! `orbit site`: this site and its peers, as the peer prober last saw them.
+
+use super::{Connection, emit, fmt_time, print_table};
+use anyhow::Result;
+use clap::Subcommand;
+use orbit_admin::sites::Site;
+
+#[derive(Subcommand)]
+pub enum SiteCmd {
+    /// This site and every peer site.
+    List,
+    /// One site by name.
+    Show { name: String },
+}
+
+const HEADER: [&str; 7] = ["name", "url", "state", "rtt", "version", "last seen", "last error"];
+
+fn row(s: &Site) -> Vec<String> {
+    let state = match (s.local, s.reachable) {
+        (true, _) => "local",
+        (false, true) => "reachable",
+        (false, false) => "unreachable",
+    };
+    vec![
+        s.name.clone(),
+        s.url.clone().unwrap_or_else(|| "-".into()),
+        state.into(),
+        s.rtt_ms.map_or("-".into(), |ms| format!("{ms:.1} ms")),
+        s.protocol_version.map_or("-".into(), |v| v.to_string()),
+        s.last_seen_ms.map_or("-".into(), fmt_time),
+        s.last_error.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+pub async fn run(cmd: SiteCmd, conn: &Connection) -> Result<()> {
+    let c = conn.client()?;
+    match cmd {
+        SiteCmd::List => {
+            let sites = c.list_sites().await?;
+            emit(conn.output, &sites, || print_table(&HEADER, sites.iter().map(row).collect()))
+        }
+        SiteCmd::Show { name } => {
+            let site = c.get_site(&name).await?;
+            emit(conn.output, &site, || print_table(&HEADER, vec![row(&site)]))
+        }
+    }
+}
