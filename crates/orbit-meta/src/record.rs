@@ -37,7 +37,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> MetaResult<T> {
 /// bytes are always read and compared, so a changed record is never served
 /// from here; the cache only saves the decoding.
 pub struct DecodeCache<T> {
-    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (Vec<u8>, T)>>,
+    // Hits (the common case) only take the read lock, so worker threads do not queue on each other.
+    entries: std::sync::RwLock<std::collections::HashMap<Vec<u8>, (Vec<u8>, T)>>,
     capacity: usize,
 }
 
@@ -48,15 +49,16 @@ impl<T: Clone + DeserializeOwned> DecodeCache<T> {
 
     /// The record stored under `key` as `raw`.
     pub fn decode(&self, key: &[u8], raw: &[u8]) -> MetaResult<T> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, rec)) = entries.get(key)
-            && seen.as_slice() == raw
         {
-            return Ok(rec.clone());
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((seen, rec)) = entries.get(key)
+                && seen.as_slice() == raw
+            {
+                return Ok(rec.clone());
+            }
         }
-        drop(entries);
         let rec: T = decode(raw)?;
-        entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(key) {
             // Crude but bounded: a full cache starts over.
             entries.clear();

@@ -45,6 +45,9 @@ pub enum RequestClass {
 }
 
 impl RequestClass {
+    const ALL: [RequestClass; 5] =
+        [RequestClass::Read, RequestClass::Write, RequestClass::List, RequestClass::Delete, RequestClass::Other];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RequestClass::Read => "read",
@@ -166,28 +169,107 @@ pub struct Meter {
 
 struct Inner {
     meta: Arc<dyn MetaStore>,
-    pending: Mutex<HashMap<Slot, MeterCounts>>,
+    pending: Pending,
     /// One flush at a time: the flusher is the only writer of the table.
     flushing: tokio::sync::Mutex<()>,
+    counters: Counters,
+}
+
+/// Shards of the pending map: every request adds to it, so one lock for all
+/// would serialise every worker thread of a busy server.
+const PENDING_SHARDS: usize = 16;
+
+/// Events counted and not yet flushed, by (tenant, hour), then bucket name
+/// (looked up by `&str`, so counting an event allocates nothing once its
+/// bucket has a row).
+type Shard = HashMap<(TenantId, i64), HashMap<String, MeterCounts>>;
+
+struct Pending {
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl Pending {
+    fn new() -> Self {
+        Self { shards: (0..PENDING_SHARDS).map(|_| Mutex::default()).collect() }
+    }
+
+    fn shard(&self, tenant: TenantId) -> &Mutex<Shard> {
+        let b = tenant.as_bytes();
+        &self.shards[(b[b.len() - 1] as usize) % PENDING_SHARDS]
+    }
+
+    fn add(&self, tenant: TenantId, hour: i64, bucket: &str, f: impl FnOnce(&mut MeterCounts)) {
+        let mut shard = self.shard(tenant).lock().unwrap_or_else(|p| p.into_inner());
+        let rows = shard.entry((tenant, hour)).or_default();
+        match rows.get_mut(bucket) {
+            Some(c) => f(c),
+            None => f(rows.entry(bucket.to_owned()).or_default()),
+        }
+    }
+
+    /// Everything counted so far, leaving nothing behind.
+    fn take(&self) -> HashMap<Slot, MeterCounts> {
+        let mut out = HashMap::new();
+        for shard in &self.shards {
+            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            for ((tenant, hour), rows) in taken {
+                for (bucket, counts) in rows {
+                    out.insert((tenant, hour, bucket), counts);
+                }
+            }
+        }
+        out
+    }
+
+    /// Events a failed flush could not write, kept for the next one.
+    fn put_back(&self, taken: HashMap<Slot, MeterCounts>) {
+        for ((tenant, hour, bucket), v) in taken {
+            self.add(tenant, hour, &bucket, |c| c.merge(&v, false));
+        }
+    }
+}
+
+/// The metering counters, made once (no registry lookup per event).
+struct Counters {
+    requests: [metrics::Counter; 5],
+    bytes_in: metrics::Counter,
+    bytes_out: metrics::Counter,
+    cache_hits: metrics::Counter,
+    cache_hit_bytes: metrics::Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Self {
+            requests: RequestClass::ALL
+                .map(|c| metrics::counter!("orbit_metered_requests_total", "class" => c.as_str())),
+            bytes_in: metrics::counter!("orbit_metered_bytes_total", "direction" => "in"),
+            bytes_out: metrics::counter!("orbit_metered_bytes_total", "direction" => "out"),
+            cache_hits: metrics::counter!("orbit_metered_cache_hits_total"),
+            cache_hit_bytes: metrics::counter!("orbit_metered_cache_hit_bytes_total"),
+        }
+    }
 }
 
 impl Meter {
     pub fn new(meta: Arc<dyn MetaStore>) -> Self {
         Self {
-            inner: Arc::new(Inner { meta, pending: Mutex::new(HashMap::new()), flushing: tokio::sync::Mutex::new(()) }),
+            inner: Arc::new(Inner {
+                meta,
+                pending: Pending::new(),
+                flushing: tokio::sync::Mutex::new(()),
+                counters: Counters::new(),
+            }),
         }
     }
 
     fn add(&self, tenant: TenantId, bucket: &str, f: impl FnOnce(&mut MeterCounts)) {
-        let hour = hour_of(now_ms());
-        let Ok(mut pending) = self.inner.pending.lock() else { return };
-        let slot = (tenant, hour, bucket.to_owned());
-        f(pending.entry(slot).or_default());
+        self.inner.pending.add(tenant, hour_of(now_ms()), bucket, f);
     }
 
     /// A request of a tenant, on a bucket (empty: none named).
     pub fn request(&self, tenant: TenantId, bucket: &str, class: RequestClass) {
-        metrics::counter!("orbit_metered_requests_total", "class" => class.as_str()).increment(1);
+        self.inner.counters.requests[class as usize].increment(1);
         self.add(tenant, bucket, |c| match class {
             RequestClass::Read => c.read_requests += 1,
             RequestClass::Write => c.write_requests += 1,
@@ -199,20 +281,20 @@ impl Meter {
 
     /// Body bytes a write stored.
     pub fn bytes_in(&self, tenant: TenantId, bucket: &str, n: u64) {
-        metrics::counter!("orbit_metered_bytes_total", "direction" => "in").increment(n);
+        self.inner.counters.bytes_in.increment(n);
         self.add(tenant, bucket, |c| c.bytes_in += n);
     }
 
     /// Body bytes a read sent.
     pub fn bytes_out(&self, tenant: TenantId, bucket: &str, n: u64) {
-        metrics::counter!("orbit_metered_bytes_total", "direction" => "out").increment(n);
+        self.inner.counters.bytes_out.increment(n);
         self.add(tenant, bucket, |c| c.bytes_out += n);
     }
 
     /// A chunk a read found in the cache, and how many of its bytes it sent.
     pub fn cache_hit(&self, tenant: TenantId, bucket: &str, bytes: u64) {
-        metrics::counter!("orbit_metered_cache_hits_total").increment(1);
-        metrics::counter!("orbit_metered_cache_hit_bytes_total").increment(bytes);
+        self.inner.counters.cache_hits.increment(1);
+        self.inner.counters.cache_hit_bytes.increment(bytes);
         self.add(tenant, bucket, |c| {
             c.cache_hit_chunks += 1;
             c.cache_hit_bytes += bytes;
@@ -238,10 +320,7 @@ impl Meter {
     pub async fn flush(&self) -> Result<()> {
         let _one = self.inner.flushing.lock().await;
         let meta = &*self.inner.meta;
-        let taken: HashMap<Slot, MeterCounts> = match self.inner.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut *p),
-            Err(_) => return Err(Error::Internal("metering state poisoned".into())),
-        };
+        let taken = self.inner.pending.take();
         let result = async {
             let now = now_ms();
             let sampled_raw = meta.get(Table::Settings, SAMPLED_KEY).await.map_err(meta_error)?;
@@ -291,11 +370,7 @@ impl Meter {
         .await;
         if result.is_err() {
             // Keep the events for the next flush.
-            if let Ok(mut p) = self.inner.pending.lock() {
-                for (k, v) in taken {
-                    p.entry(k).or_default().merge(&v, false);
-                }
-            }
+            self.inner.pending.put_back(taken);
         }
         result
     }
