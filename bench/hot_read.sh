@@ -24,7 +24,9 @@
 # exit. Only 127.0.0.1 is used.
 #
 # Environment:
-#   BENCH_SECONDS=10          measured seconds per server and size
+#   BENCH_SECONDS=10          measured seconds per server and size, per round
+#   BENCH_ROUNDS=3            rounds: nginx and Orbit measured in turn, each round;
+#                             the reported ratio is the median of the rounds' ratios
 #   BENCH_WARMUP_SECONDS=2    warm-up seconds per server and size (not reported)
 #   BENCH_SIZES="4KiB 1MiB 64MiB"   which sizes to run
 #   BENCH_NGINX_WORKERS=auto  nginx worker_processes (auto or a number)
@@ -41,6 +43,7 @@ REPO_ROOT=$(pwd)
 BENCH_DIR="$REPO_ROOT/bench"
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-2}
 BENCH_SIZES=${BENCH_SIZES:-"4KiB 1MiB 64MiB"}
 BENCH_NGINX_WORKERS=${BENCH_NGINX_WORKERS:-auto}
@@ -57,7 +60,7 @@ ROOT_SECRET_KEY="orbit-bench-hot-read-secret-0123456789"
 section() { printf '\n==== %s ====\n' "$*"; }
 die() { echo "hot_read.sh: error: $*" >&2; exit 1; }
 
-for v in BENCH_SECONDS BENCH_WARMUP_SECONDS; do
+for v in BENCH_SECONDS BENCH_WARMUP_SECONDS BENCH_ROUNDS; do
     [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] && [ "${!v}" -le 600 ] \
         || die "$v must be a whole number of seconds from 1 to 600 (got '${!v}')"
 done
@@ -311,16 +314,19 @@ run_wrk() { # server port label conns seconds outfile
     grep -q '^BENCH_JSON ' "$out" || { cat "$out" >&2; die "wrk against $server ($label) printed no result"; }
 }
 
-section "measure (${BENCH_SECONDS}s per cell, ${BENCH_WARMUP_SECONDS}s warm-up, wrk -t$WRK_THREADS)"
+section "measure (${BENCH_ROUNDS} rounds of ${BENCH_SECONDS}s per cell, ${BENCH_WARMUP_SECONDS}s warm-up, wrk -t$WRK_THREADS)"
 for label in $BENCH_SIZES; do
     conns=$("$PY" "$BENCH_DIR/hot_read.py" conns "$label")
     for server in nginx orbit; do
         if [ "$server" = nginx ]; then port=$NGINX_PORT; else port=$S3_PORT; fi
         run_wrk "$server" "$port" "$label" "$conns" "$BENCH_WARMUP_SECONDS" "$WORK/wrk/warm-$server-$label.txt"
     done
+    # On a shared machine throughput drifts by tens of percent within minutes:
+    # measure the two servers in turn, several times, and compare within rounds.
+    for round in $(seq 1 "$BENCH_ROUNDS"); do
     for server in nginx orbit; do
         if [ "$server" = nginx ]; then port=$NGINX_PORT; else port=$S3_PORT; fi
-        out="$WORK/wrk/$server-$label.txt"
+        out="$WORK/wrk/$server-$label-r$round.txt"
         if [ "$server" = nginx ]; then
             # shellcheck disable=SC2207
             pids=("$NGINX_PID" $(pgrep -P "$NGINX_PID" || true))
@@ -331,12 +337,13 @@ for label in $BENCH_SIZES; do
         run_wrk "$server" "$port" "$label" "$conns" "$BENCH_SECONDS" "$out"
         cpu_after=$(cpu_ticks "${pids[@]}")
         cpu_s=$(awk -v a="$cpu_after" -v b="$cpu_before" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (a - b) / t }')
-        sed -n "s/^BENCH_JSON {/{\"server\": \"$server\", \"size\": \"$label\", \"conns\": $conns, \"server_cpu_s\": $cpu_s, /p" \
+        sed -n "s/^BENCH_JSON {/{\"server\": \"$server\", \"size\": \"$label\", \"round\": $round, \"conns\": $conns, \"server_cpu_s\": $cpu_s, /p" \
             "$out" >>"$RESULTS"
-        printf '  %-6s %-5s c=%-3s %s\n' "$label" "$server" "$conns" \
+        printf '  %-6s round %s %-5s c=%-3s %s\n' "$label" "$round" "$server" "$conns" \
             "$(grep -E '^ *Requests/sec' "$out" | tr -s ' ')"
         check_alive orbit "$ORBIT_PID" "$ORBIT_LOG_FILE"
         check_alive nginx "$NGINX_PID" "$NGINX_LOG_FILE"
+    done
     done
 done
 
