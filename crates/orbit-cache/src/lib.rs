@@ -341,49 +341,12 @@ impl ChunkCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::io::Result<Bytes>> + Send + 'static,
     {
-        let k = key(blob, index);
-        // A cache that cannot read its own disk is a miss, never a failed request.
-        let cached = self.inner.get(&k).await.unwrap_or_else(|e| {
-            tracing::warn!(chunk = %k, error = %e, "chunk cache read failed; treating as a miss");
-            None
-        });
-        if let Some(entry) = cached {
-            match open(entry.value()) {
-                Some((data, stamp))
-                    if policy.ttl.is_none_or(|t| now_ms().saturating_sub(stamp) <= t.as_millis() as u64) =>
-                {
-                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    let tier = if entry.source() == foyer::Source::Disk { Tier::Ssd } else { Tier::Ram };
-                    self.owner.hit(tier, data.len());
-                    return Ok(data);
-                }
-                // Expired under this bucket's TTL: read it again.
-                Some(_) => {
-                    metrics::counter!("orbit_cache_expired_total").increment(1);
-                }
-                // A damaged copy: forget it and read the chunk again.
-                None => {
-                    self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("orbit_cache_corrupt_total").increment(1);
-                    tracing::warn!(chunk = %k, "cached chunk failed its checksum; refetching");
-                }
-            }
-            self.inner.remove(&k);
-        }
-        // A pinned chunk (expired from RAM, or not yet there after a restart).
-        let pinned = self.pinned.clone().filter(|_| policy.pin);
-        if let Some(store) = &pinned
-            && let Some(data) = store.get(blob, index).await
-        {
-            self.owner.hit(Tier::Pinned, data.len());
-            self.inner.insert(k, seal(data.clone()));
+        if let Some(data) = self.peek(blob, index, policy).await {
             return Ok(data);
         }
+        let k = key(blob, index);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        if !policy.pin
-            && policy.admit_on_second_miss
-            && !self.ghosts.lock().map(|mut g| g.seen_before(&k)).unwrap_or(true)
-        {
+        if !self.admits(&k, policy) {
             // First miss: serve it without caching it.
             let data = fetch().await?;
             self.owner.miss(data.len());
@@ -399,17 +362,85 @@ impl ChunkCache {
             .map(|(data, _)| data)
             .ok_or_else(|| std::io::Error::other("a freshly fetched chunk failed its checksum"))?;
         self.owner.miss(data.len());
-        if let Some(store) = pinned {
-            match store.put(blob, index, data.clone()).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    metrics::counter!("orbit_cache_pinned_full_total").increment(1);
-                    tracing::warn!(chunk = %k, "the pinned tier is full; chunk cached without a pin");
-                }
-                Err(e) => tracing::warn!(chunk = %k, error = %e, "could not write a pinned chunk"),
-            }
-        }
+        self.keep_pinned(blob, index, policy, &data).await;
         Ok(data)
+    }
+
+    /// Chunk `index` of `blob` if the cache holds it intact and fresh under
+    /// `policy` (a hit, counted as one); None is a miss the caller fetches.
+    pub async fn peek(&self, blob: &str, index: u64, policy: ChunkPolicy) -> Option<Bytes> {
+        let k = key(blob, index);
+        // A cache that cannot read its own disk is a miss, never a failed request.
+        let cached = self.inner.get(&k).await.unwrap_or_else(|e| {
+            tracing::warn!(chunk = %k, error = %e, "chunk cache read failed; treating as a miss");
+            None
+        });
+        if let Some(entry) = cached {
+            match open(entry.value()) {
+                Some((data, stamp))
+                    if policy.ttl.is_none_or(|t| now_ms().saturating_sub(stamp) <= t.as_millis() as u64) =>
+                {
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    let tier = if entry.source() == foyer::Source::Disk { Tier::Ssd } else { Tier::Ram };
+                    self.owner.hit(tier, data.len());
+                    return Some(data);
+                }
+                // Expired under this bucket's TTL: read it again.
+                Some(_) => {
+                    metrics::counter!("orbit_cache_expired_total").increment(1);
+                }
+                // A damaged copy: forget it and read the chunk again.
+                None => {
+                    self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("orbit_cache_corrupt_total").increment(1);
+                    tracing::warn!(chunk = %k, "cached chunk failed its checksum; refetching");
+                }
+            }
+            self.inner.remove(&k);
+        }
+        // A pinned chunk (expired from RAM, or not yet there after a restart).
+        if policy.pin
+            && let Some(store) = &self.pinned
+            && let Some(data) = store.get(blob, index).await
+        {
+            self.owner.hit(Tier::Pinned, data.len());
+            self.inner.insert(k, seal(data.clone()));
+            return Some(data);
+        }
+        None
+    }
+
+    /// Keep a chunk that a reader fetched itself after a [`Self::peek`] miss
+    /// (streamed through to its client as it arrived), exactly as
+    /// [`Self::get_or_fetch_with`] would have kept it. `data` must be the
+    /// whole chunk.
+    pub async fn fill(&self, blob: &str, index: u64, policy: ChunkPolicy, data: Bytes) {
+        let k = key(blob, index);
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.owner.miss(data.len());
+        if !self.admits(&k, policy) {
+            return;
+        }
+        self.inner.insert(k, seal(data.clone()));
+        self.keep_pinned(blob, index, policy, &data).await;
+    }
+
+    /// Whether a missed chunk goes into the cache: always, unless the bucket
+    /// admits on the second miss and this is the first.
+    fn admits(&self, k: &str, policy: ChunkPolicy) -> bool {
+        policy.pin || !policy.admit_on_second_miss || self.ghosts.lock().map(|mut g| g.seen_before(k)).unwrap_or(true)
+    }
+
+    async fn keep_pinned(&self, blob: &str, index: u64, policy: ChunkPolicy, data: &Bytes) {
+        let Some(store) = self.pinned.as_ref().filter(|_| policy.pin) else { return };
+        match store.put(blob, index, data.clone()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                metrics::counter!("orbit_cache_pinned_full_total").increment(1);
+                tracing::warn!(blob, index, "the pinned tier is full; chunk cached without a pin");
+            }
+            Err(e) => tracing::warn!(blob, index, error = %e, "could not write a pinned chunk"),
+        }
     }
 
     /// Drop a blob's chunks from the pinned tier (unpinned or collected).

@@ -21,6 +21,9 @@ pub(crate) struct HitTap {
 
 /// Chunks fetched ahead of the one being sent, for streaming readers.
 const READ_AHEAD: usize = 2;
+/// A cold first chunk at least this long streams through to the client as
+/// the backend sends it; shorter ones are fetched whole (single flight).
+const STREAM_THROUGH_MIN: u64 = 512 * 1024;
 
 /// The part of one blob that a read needs.
 struct Piece {
@@ -239,19 +242,115 @@ async fn cached_stream(
             Error::Unavailable(e.to_string())
         }
     };
-    // Small objects and ranges are one chunk: no read-ahead machinery.
-    if reads.len() == 1 {
-        let read = reads.pop().expect("one read");
-        let only = read_chunk(cache, policy, read, tap).await.map_err(first_error)?;
-        return Ok(futures::stream::once(futures::future::ready(Ok(only))).boxed());
+    let mut reads = reads.into_iter();
+    let first = reads.next().expect("at least one read");
+    let first_stream = if first.chunk.end - first.chunk.start >= STREAM_THROUGH_MIN {
+        match cache.peek(&first.cache_blob, first.index, policy).await {
+            Some(data) if data.len() >= first.slice.end => {
+                if let Some(t) = &tap {
+                    t.meter.cache_hit(t.tenant, &t.bucket, (first.slice.end - first.slice.start) as u64);
+                }
+                futures::stream::once(futures::future::ready(Ok(data.slice(first.slice)))).boxed()
+            }
+            // Cold: the first byte after one backend round trip, not after a whole chunk.
+            _ => stream_through(cache.clone(), policy, first).await.map_err(first_error)?,
+        }
+    } else {
+        let only = read_chunk(cache.clone(), policy, first, tap.clone()).await.map_err(first_error)?;
+        futures::stream::once(futures::future::ready(Ok(only))).boxed()
+    };
+    let rest: Vec<ChunkRead> = reads.collect();
+    if rest.is_empty() {
+        return Ok(first_stream);
     }
-    // Polling the first chunk starts the next ones too: a cold read pays one
-    // round trip to the backend, not one per chunk.
-    let mut chunks = futures::stream::iter(reads)
-        .map(move |r| read_chunk(cache.clone(), policy, r, tap.clone()))
-        .buffered(READ_AHEAD + 1);
-    let first = chunks.next().await.unwrap_or_else(|| Ok(Bytes::new())).map_err(first_error)?;
-    Ok(futures::stream::once(async move { Ok(first) }).chain(chunks).boxed())
+    // The rest is read ahead by a task of its own, so it is under way while the
+    // first chunk is still being sent; the channel bounds how far it runs ahead,
+    // and a client that goes away closes it, which stops the task.
+    let (mut tx, rx) = futures::channel::mpsc::channel(READ_AHEAD);
+    tokio::spawn(async move {
+        let mut chunks = futures::stream::iter(rest)
+            .map(move |r| read_chunk(cache.clone(), policy, r, tap.clone()))
+            .buffered(READ_AHEAD);
+        while let Some(chunk) = chunks.next().await {
+            let failed = chunk.is_err();
+            if futures::SinkExt::send(&mut tx, chunk).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Ok(first_stream.chain(rx).boxed())
+}
+
+/// The first chunk of a cold read: its bytes go to the client as the backend
+/// sends them, and the whole chunk into the cache once complete (the rest of
+/// the chunk is still read for the cache when the client's range ends
+/// earlier). Unlike `read_chunk`, concurrent readers of one cold chunk each
+/// fetch it.
+async fn stream_through(cache: ChunkCache, policy: ChunkPolicy, r: ChunkRead) -> std::io::Result<ByteStream> {
+    let ChunkRead { backend, cache_blob, blob, index, chunk, slice, etag } = r;
+    let want = (chunk.end - chunk.start) as usize;
+    let upstream = match &etag {
+        Some(e) => backend.get_if(&blob, Some(chunk), e).await,
+        None => backend.get(&blob, Some(chunk)).await,
+    }
+    .map_err(std::io::Error::other)?;
+    let fill = Fill { upstream, buf: BytesMut::with_capacity(want), cache, cache_blob, blob, index, policy, want };
+    Ok(futures::stream::unfold(Some((fill, slice)), |state| async move {
+        let (mut fill, slice) = state?;
+        loop {
+            match fill.upstream.next().await {
+                Some(Ok(piece)) => {
+                    let start = fill.buf.len();
+                    fill.buf.extend_from_slice(&piece);
+                    // The part of this piece inside the client's range, if any.
+                    let from = slice.start.max(start);
+                    let to = slice.end.min(fill.buf.len());
+                    if from < to {
+                        let out = piece.slice(from - start..to - start);
+                        if to == slice.end {
+                            // The client has all it asked for: fill the cache without it.
+                            tokio::spawn(fill.finish());
+                            return Some((Ok(out), None));
+                        }
+                        return Some((Ok(out), Some((fill, slice))));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), None)),
+                None => {
+                    let e = format!("backend returned {} of {} bytes of {}", fill.buf.len(), fill.want, fill.blob);
+                    return Some((Err(std::io::Error::other(e)), None));
+                }
+            }
+        }
+    })
+    .boxed())
+}
+
+/// A chunk being streamed through, and what is needed to cache it.
+struct Fill {
+    upstream: ByteStream,
+    buf: BytesMut,
+    cache: ChunkCache,
+    cache_blob: String,
+    blob: String,
+    index: u64,
+    policy: ChunkPolicy,
+    want: usize,
+}
+
+impl Fill {
+    /// Read the rest of the chunk and cache it, if it arrives whole.
+    async fn finish(mut self) {
+        while let Some(piece) = self.upstream.next().await {
+            match piece {
+                Ok(p) => self.buf.extend_from_slice(&p),
+                Err(_) => return,
+            }
+        }
+        if self.buf.len() == self.want {
+            self.cache.fill(&self.cache_blob, self.index, self.policy, self.buf.freeze()).await;
+        }
+    }
 }
 
 /// Cuts a blob being written into cache chunks as its bytes stream past.
