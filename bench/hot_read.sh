@@ -170,7 +170,7 @@ if ! "$VENV/bin/python" -c 'import boto3, botocore' >/dev/null 2>&1; then
 fi
 PY="$VENV/bin/python"
 echo "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
-echo "wrk:   $("$WRK" -v 2>&1 | head -n1 | awk '{print $2}')"
+echo "wrk:   $("$WRK" -v 2>&1 | awk 'NR == 1 {print $2}')"
 echo "boto3: $("$PY" -c 'import boto3; print(boto3.__version__)')"
 
 # ------------------------------------------------------------------ build

@@ -42,7 +42,8 @@ if ! command -v rclone >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq rclone >/dev/null
 fi
-rclone version | head -1
+# sed reads all of it: `head` would close the pipe early and, under pipefail, fail the run with SIGPIPE.
+rclone version | sed -n 1p
 # The multi-site tests (tests/e2e/sites.py) build network namespaces, veth
 # pairs and a bridge with `ip` when running as root; elsewhere they run on loopback.
 if [ "$(id -u)" -eq 0 ] && ! command -v ip >/dev/null 2>&1; then
