@@ -337,6 +337,8 @@ def test_admin_api_tenant_admin_of_b_against_a(orbit):
     orbit.cli("bucket", "create", "--tenant", a.tenant, "a-bucket")
     b_tenant = orbit.new_tenant(model="self-managed")
     b_admin = orbit.new_key(b_tenant, orbit.new_user(b_tenant, role="tenant-admin"))
+    # Every role of B, not only its admin: data roles have no admin rights anywhere.
+    b_roles = [b_admin] + [orbit.new_key(b_tenant, orbit.new_user(b_tenant, role=r)) for r in ("read-write", "read-only")]
     missing = unique("nx")
     doc_paths = set(requests.get(f"{orbit.admin_url}/admin/v1/openapi.json", timeout=10)
                     .json().get("paths", {}))
@@ -360,17 +362,18 @@ def test_admin_api_tenant_admin_of_b_against_a(orbit):
 
     real = admin_matrix(a.tenant, a.user, "a-bucket", a.access_key)
     fake = admin_matrix(missing, a.user, "a-bucket", a.access_key)
-    for (method, path, body), (_, fpath, _) in zip(real, fake):
-        r1 = orbit.admin(method, path, creds=b_admin, body=body)
-        r2 = orbit.admin(method, fpath, creds=b_admin, body=body)
-        e1, e2 = admin_error(r1), admin_error(r2)
-        assert normalised(e1, a.tenant) == normalised(e2, missing), (method, path, e1, e2)
-        template = path.split("?")[0].replace(a.tenant, "{tenant}").replace(a.user, "{user}")
-        if template in SPEC_PATHS or template in doc_paths:
-            assert e1[:2] == (403, "AccessDenied"), (method, path, e1)
-        else:
-            assert e1[0] in (403, 404, 405), (method, path, e1)
-        assert a.secret_key not in r1.text
+    for who in b_roles:
+        for (method, path, body), (_, fpath, _) in zip(real, fake):
+            r1 = orbit.admin(method, path, creds=who, body=body)
+            r2 = orbit.admin(method, fpath, creds=who, body=body)
+            e1, e2 = admin_error(r1), admin_error(r2)
+            assert normalised(e1, a.tenant) == normalised(e2, missing), (who.user, method, path, e1, e2)
+            template = path.split("?")[0].replace(a.tenant, "{tenant}").replace(a.user, "{user}")
+            if template in SPEC_PATHS or template in doc_paths:
+                assert e1[:2] == (403, "AccessDenied"), (who.user, method, path, e1)
+            else:
+                assert e1[0] in (403, 404, 405), (who.user, method, path, e1)
+            assert a.secret_key not in r1.text
 
     after = state()
     assert before == after
