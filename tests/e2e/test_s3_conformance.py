@@ -1,0 +1,63 @@
+"""Behaviours a public S3 conformance run (ceph s3-tests) found Orbit deviating
+from S3 on, each pinned by a test of our own named after the behaviour."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from botocore.exceptions import ClientError
+
+from orbit_e2e import MiB, expect_client_error, multipart_etag, strip_etag
+
+
+def put_keys(s3, bucket, keys):
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+
+
+# ------------------------------------------------------ ListObjectVersions
+
+
+def test_list_object_versions_on_unversioned_bucket_lists_null_versions(s3, bucket):
+    put_keys(s3, bucket, ["a", "b/c", "d"])
+    res = s3.list_object_versions(Bucket=bucket)
+    versions = res["Versions"]
+    assert [v["Key"] for v in versions] == ["a", "b/c", "d"]
+    assert all(v["VersionId"] == "null" and v["IsLatest"] for v in versions)
+    assert strip_etag(versions[0]["ETag"]) == hashlib.md5(b"a").hexdigest()
+    assert versions[0]["Size"] == 1
+    assert not res["IsTruncated"]
+    assert "DeleteMarkers" not in res
+
+
+def test_list_object_versions_paginates_by_key_marker(s3, bucket):
+    put_keys(s3, bucket, ["k1", "k2", "k3"])
+    res = s3.list_object_versions(Bucket=bucket, MaxKeys=2)
+    assert [v["Key"] for v in res["Versions"]] == ["k1", "k2"]
+    assert res["IsTruncated"] and res["NextKeyMarker"] == "k2" and res["NextVersionIdMarker"] == "null"
+    res = s3.list_object_versions(Bucket=bucket, KeyMarker=res["NextKeyMarker"],
+                                  VersionIdMarker=res["NextVersionIdMarker"])
+    assert [v["Key"] for v in res["Versions"]] == ["k3"] and not res["IsTruncated"]
+
+
+def test_list_object_versions_with_delimiter_groups_prefixes(s3, bucket):
+    put_keys(s3, bucket, ["dir/x", "dir/y", "top"])
+    res = s3.list_object_versions(Bucket=bucket, Delimiter="/")
+    assert [v["Key"] for v in res["Versions"]] == ["top"]
+    assert [p["Prefix"] for p in res["CommonPrefixes"]] == ["dir/"]
+
+
+def test_emptying_bucket_through_versions_listing(s3, bucket):
+    """What terraform's force_destroy and cleanup scripts do."""
+    put_keys(s3, bucket, ["x", "y"])
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    objects = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]
+    res = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+    assert not res.get("Errors")
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_list_object_versions_unknown_bucket_is_no_such_bucket(s3):
+    status, code, _ = expect_client_error(s3.list_object_versions, Bucket="no-such-bucket-here")
+    assert (status, code) == (404, "NoSuchBucket")
