@@ -61,3 +61,47 @@ def test_emptying_bucket_through_versions_listing(s3, bucket):
 def test_list_object_versions_unknown_bucket_is_no_such_bucket(s3):
     status, code, _ = expect_client_error(s3.list_object_versions, Bucket="no-such-bucket-here")
     assert (status, code) == (404, "NoSuchBucket")
+
+
+# ----------------------------------------------------------------- listings
+
+
+def test_list_url_encoding_keeps_slashes(s3, bucket):
+    put_keys(s3, bucket, ["foo+1/bar", "foo/bar/xyzzy", "quux ab/thud", "asdf+b"])
+    for list_fn in (s3.list_objects, s3.list_objects_v2):
+        res = list_fn(Bucket=bucket, Delimiter="/", EncodingType="url")
+        assert res["Delimiter"] == "/"
+        assert [o["Key"] for o in res["Contents"]] == ["asdf%2Bb"]
+        assert [p["Prefix"] for p in res["CommonPrefixes"]] == ["foo%2B1/", "foo/", "quux%20ab/"]
+
+
+def test_list_v1_echoes_prefix_unencoded(s3, bucket):
+    # boto3 asks ListObjects (v1) for encoding-type=url itself and decodes keys,
+    # markers and delimiters, not the echoed Prefix: S3 sends that one as given.
+    put_keys(s3, bucket, ["foo/bar", "\nline"])
+    assert s3.list_objects(Bucket=bucket, Prefix="foo/")["Prefix"] == "foo/"
+    res = s3.list_objects(Bucket=bucket, Prefix="\n")
+    assert res["Prefix"] == "\n"
+    assert [o["Key"] for o in res["Contents"]] == ["\nline"]
+
+
+def test_list_empty_delimiter_is_no_delimiter(s3, bucket):
+    put_keys(s3, bucket, ["a/b", "c"])
+    for list_fn in (s3.list_objects, s3.list_objects_v2):
+        res = list_fn(Bucket=bucket, Delimiter="")
+        assert "Delimiter" not in res
+        assert [o["Key"] for o in res["Contents"]] == ["a/b", "c"]
+        assert "CommonPrefixes" not in res
+
+
+def test_list_max_keys_zero_is_not_truncated(s3, bucket):
+    put_keys(s3, bucket, ["a", "b"])
+    for list_fn in (s3.list_objects, s3.list_objects_v2):
+        res = list_fn(Bucket=bucket, MaxKeys=0)
+        assert res["IsTruncated"] is False
+        assert res.get("Contents", []) == []
+
+
+def test_list_v1_echoes_empty_marker(s3, bucket):
+    put_keys(s3, bucket, ["a"])
+    assert s3.list_objects(Bucket=bucket)["Marker"] == ""

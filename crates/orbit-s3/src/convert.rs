@@ -234,8 +234,9 @@ pub(crate) fn part_checksum_out(alg: Option<ChecksumAlgorithm>, value: Option<&S
 }
 
 /// Encode a key or prefix for a listing when the client asked for `encoding-type=url`.
+/// S3 leaves `/` as it is (`foo/bar%2B1`), and clients that split on the delimiter expect that.
 pub(crate) fn list_encode(url: bool, s: &str) -> String {
-    if url { urlencoding::encode(s).into_owned() } else { s.to_owned() }
+    if url { urlencoding::encode(s).replace("%2F", "/") } else { s.to_owned() }
 }
 
 pub(crate) fn is_url_encoding(e: Option<&dto::EncodingType>) -> bool {
