@@ -105,3 +105,20 @@ def test_list_max_keys_zero_is_not_truncated(s3, bucket):
 def test_list_v1_echoes_empty_marker(s3, bucket):
     put_keys(s3, bucket, ["a"])
     assert s3.list_objects(Bucket=bucket)["Marker"] == ""
+
+
+# ------------------------------------------------------- conditional reads
+
+
+def test_not_modified_carries_etag_and_last_modified(s3, bucket):
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=b"bar")["ETag"]
+    head = s3.head_object(Bucket=bucket, Key="k")
+    last_modified = head["ResponseMetadata"]["HTTPHeaders"]["last-modified"]
+    for fn in (s3.get_object, s3.head_object):
+        for cond in ({"IfNoneMatch": etag}, {"IfModifiedSince": head["LastModified"]}):
+            with pytest.raises(ClientError) as info:
+                fn(Bucket=bucket, Key="k", **cond)
+            meta = info.value.response["ResponseMetadata"]
+            assert meta["HTTPStatusCode"] == 304, (fn, cond)
+            assert meta["HTTPHeaders"]["etag"] == etag, (fn, cond)
+            assert meta["HTTPHeaders"]["last-modified"] == last_modified, (fn, cond)

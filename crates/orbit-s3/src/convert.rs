@@ -12,6 +12,13 @@ pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
+/// A timestamp as an HTTP date (`Last-Modified` in a header we set ourselves).
+pub(crate) fn http_date(ms: i64) -> String {
+    let mut out = Vec::new();
+    let _ = ts(ms).format(TimestampFormat::HttpDate, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 pub(crate) fn ms(t: &Timestamp) -> i64 {
     let odt: time::OffsetDateTime = t.clone().into();
     (odt.unix_timestamp_nanos() / 1_000_000) as i64
