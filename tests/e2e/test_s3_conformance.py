@@ -122,3 +122,45 @@ def test_not_modified_carries_etag_and_last_modified(s3, bucket):
             assert meta["HTTPStatusCode"] == 304, (fn, cond)
             assert meta["HTTPHeaders"]["etag"] == etag, (fn, cond)
             assert meta["HTTPHeaders"]["last-modified"] == last_modified, (fn, cond)
+
+
+# --------------------------------------------------------------- multipart
+
+
+def test_complete_multipart_retried_after_success_returns_same_object(s3, bucket):
+    key = "mp"
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    bodies = [b"a" * (5 * MiB), b"b" * 1024]
+    parts = []
+    for n, body in enumerate(bodies, start=1):
+        e = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=n, Body=body)["ETag"]
+        parts.append({"PartNumber": n, "ETag": e})
+    first = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+    again = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+    assert strip_etag(first["ETag"]) == strip_etag(again["ETag"]) == multipart_etag(bodies)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"".join(bodies)
+
+
+def test_complete_multipart_retry_with_other_parts_is_no_such_upload(s3, bucket):
+    key = "mp"
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    e = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=1, Body=b"one")["ETag"]
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+    wrong = '"' + hashlib.md5(b"other").hexdigest() + '"'
+    status, code, _ = expect_client_error(s3.complete_multipart_upload, Bucket=bucket, Key=key, UploadId=up,
+                                          MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": wrong}]})
+    assert (status, code) == (404, "NoSuchUpload")
+
+
+def test_complete_multipart_retry_after_overwrite_is_no_such_upload(s3, bucket):
+    key = "mp"
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    e = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=1, Body=b"one")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": e}]}
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload=parts)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"newer")
+    status, code, _ = expect_client_error(s3.complete_multipart_upload, Bucket=bucket, Key=key, UploadId=up,
+                                          MultipartUpload=parts)
+    assert (status, code) == (404, "NoSuchUpload")
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"newer"
