@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from botocore.exceptions import ClientError
 
-from orbit_e2e import MiB, expect_client_error, multipart_etag, strip_etag
+from orbit_e2e import MiB, expect_client_error, multipart_etag, strip_etag, unique
 
 
 def put_keys(s3, bucket, keys):
@@ -164,3 +164,32 @@ def test_complete_multipart_retry_after_overwrite_is_no_such_upload(s3, bucket):
                                           MultipartUpload=parts)
     assert (status, code) == (404, "NoSuchUpload")
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"newer"
+
+
+# ------------------------------------------------------------- ListBuckets
+
+
+def test_list_buckets_paginates_with_max_buckets(s3):
+    assert s3.list_buckets(MaxBuckets=1)["Buckets"] == []
+    names = sorted(f"pg-{i}-{unique('b')}" for i in range(3))
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    seen, token = [], None
+    for _ in range(5):
+        kw = {"ContinuationToken": token} if token else {}
+        res = s3.list_buckets(MaxBuckets=2, **kw)
+        assert len(res["Buckets"]) <= 2
+        seen += [b["Name"] for b in res["Buckets"]]
+        token = res.get("ContinuationToken")
+        if not token:
+            break
+    assert seen == names
+    res = s3.list_buckets(MaxBuckets=3)
+    assert [b["Name"] for b in res["Buckets"]] == names and "ContinuationToken" not in res
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == names
+
+
+def test_list_buckets_bad_max_buckets_is_invalid_argument(s3):
+    for bad in (10001, 99999):  # botocore itself refuses values below 1
+        status, code, _ = expect_client_error(s3.list_buckets, MaxBuckets=bad)
+        assert (status, code) == (400, "InvalidArgument"), bad
