@@ -193,3 +193,22 @@ def test_list_buckets_bad_max_buckets_is_invalid_argument(s3):
     for bad in (10001, 99999):  # botocore itself refuses values below 1
         status, code, _ = expect_client_error(s3.list_buckets, MaxBuckets=bad)
         assert (status, code) == (400, "InvalidArgument"), bad
+
+
+# --------------------------------------------------------------- request id
+
+
+def test_error_body_request_id_matches_header(orbit, rw, bucket):
+    res = orbit.raw_s3("GET", f"/{bucket}/missing", rw)
+    assert res.status == 404
+    header = res.header("x-amz-request-id")
+    assert header
+    assert f"<RequestId>{header}</RequestId>".encode() in res.body
+
+
+def test_every_response_names_its_request(s3, bucket):
+    ids = set()
+    for _ in range(3):
+        meta = s3.head_bucket(Bucket=bucket)["ResponseMetadata"]
+        ids.add(meta["RequestId"])
+    assert len(ids) == 3 and all(ids)
