@@ -12,6 +12,13 @@ pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
+/// A timestamp as an HTTP date (`Last-Modified` in a header we set ourselves).
+pub(crate) fn http_date(ms: i64) -> String {
+    let mut out = Vec::new();
+    let _ = ts(ms).format(TimestampFormat::HttpDate, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 pub(crate) fn ms(t: &Timestamp) -> i64 {
     let odt: time::OffsetDateTime = t.clone().into();
     (odt.unix_timestamp_nanos() / 1_000_000) as i64
@@ -234,8 +241,9 @@ pub(crate) fn part_checksum_out(alg: Option<ChecksumAlgorithm>, value: Option<&S
 }
 
 /// Encode a key or prefix for a listing when the client asked for `encoding-type=url`.
+/// S3 leaves `/` as it is (`foo/bar%2B1`), and clients that split on the delimiter expect that.
 pub(crate) fn list_encode(url: bool, s: &str) -> String {
-    if url { urlencoding::encode(s).into_owned() } else { s.to_owned() }
+    if url { urlencoding::encode(s).replace("%2F", "/") } else { s.to_owned() }
 }
 
 pub(crate) fn is_url_encoding(e: Option<&dto::EncodingType>) -> bool {

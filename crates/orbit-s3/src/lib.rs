@@ -11,6 +11,7 @@ mod host;
 mod identity;
 mod metering;
 mod qos;
+mod request_id;
 mod server;
 
 pub use host::VirtualHosts;

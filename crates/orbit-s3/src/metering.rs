@@ -14,7 +14,12 @@ pub(crate) fn class_of(operation: &str) -> RequestClass {
         | "UploadPartCopy"
         | "CompleteMultipartUpload"
         | "PostObject" => RequestClass::Write,
-        "ListObjects" | "ListObjectsV2" | "ListBuckets" | "ListMultipartUploads" | "ListParts" => RequestClass::List,
+        "ListObjects"
+        | "ListObjectsV2"
+        | "ListObjectVersions"
+        | "ListBuckets"
+        | "ListMultipartUploads"
+        | "ListParts" => RequestClass::List,
         "DeleteObject" | "DeleteObjects" | "DeleteBucket" | "AbortMultipartUpload" => RequestClass::Delete,
         _ => RequestClass::Other,
     }

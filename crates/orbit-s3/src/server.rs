@@ -106,7 +106,10 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
         let audit = self.audit.clone();
         let handles = self.handles.clone();
         Box::pin(async move {
-            let resp = fut.await;
+            let mut resp = fut.await;
+            if let Ok(r) = &mut resp {
+                crate::request_id::stamp(r, &crate::request_id::new_id());
+            }
             if let Ok(r) = &resp {
                 audit.after(&mark, method.as_str(), &path, key, r).await;
             }

@@ -313,7 +313,12 @@ impl Namespace {
             return Err(Error::InvalidPartOrder);
         }
         for _ in 0..MAX_CAS_RETRIES {
-            let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
+            let up = match self.resolve_upload(caller, bucket, key, upload_id).await {
+                Err(Error::NotFound(Resource::Upload)) => {
+                    return self.completed_before(caller, bucket, key, upload_id, &parts).await;
+                }
+                r => r?,
+            };
             let stored = self.parts_of(up.record.id).await?;
             let by_number: HashMap<u32, &(Vec<u8>, Vec<u8>, PartRecord)> =
                 stored.iter().map(|p| (p.2.number, p)).collect();
@@ -358,7 +363,9 @@ impl Namespace {
                 return Err(Error::BadDigest("the whole-object checksum does not match the parts".into()));
             }
             let rec = ObjectRecord {
-                version: orbit_types::new_blob_id(),
+                // The upload id is as unique as a fresh blob id (an upload completes once)
+                // and lets a retried Complete recognise the object it made.
+                version: up.record.id.to_string(),
                 size: chosen.iter().map(|e| e.2.size).sum(),
                 etag,
                 last_modified_ms: now_ms(),
@@ -413,6 +420,34 @@ impl Namespace {
             }
         }
         Err(Error::Unavailable("the upload kept changing while being completed, retry".into()))
+    }
+
+    /// A Complete retried after it succeeded (its answer lost to a timeout, as
+    /// SDKs retry) gets the same object back, as S3 answers it, while the key
+    /// still holds what that upload made with the same parts; otherwise NoSuchUpload.
+    async fn completed_before(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<ObjectRecord> {
+        let gone = Error::NotFound(Resource::Upload);
+        let id: UploadId = upload_id.parse().map_err(|_| Error::NotFound(Resource::Upload))?;
+        let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if b.record.mapped.is_some() {
+            return Err(gone);
+        }
+        let Some((_, rec)) = self.read_object(b.record.id, key).await? else {
+            return Err(gone);
+        };
+        let etags: Vec<String> = parts.iter().map(|p| p.etag.trim().trim_matches('"').to_owned()).collect();
+        if rec.version == id.to_string() && multipart_etag(&etags).is_some_and(|e| e == rec.etag) {
+            Ok(rec)
+        } else {
+            Err(gone)
+        }
     }
 
     pub async fn abort_upload(&self, caller: &Caller, bucket: &str, key: &str, upload_id: &str) -> Result<()> {

@@ -31,6 +31,11 @@ fn prefixes(page: &ListPage, url: bool) -> Vec<CommonPrefix> {
     page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(list_encode(url, p)) }).collect()
 }
 
+/// S3 answers max-keys=0 with no keys and IsTruncated=false.
+fn truncated(page: &ListPage, max: usize) -> bool {
+    page.is_truncated && max > 0
+}
+
 pub(super) async fn list_objects(
     s: &OrbitS3,
     req: S3Request<ListObjectsInput>,
@@ -41,7 +46,7 @@ pub(super) async fn list_objects(
     let max = max_keys(i.max_keys)?;
     let q = ListQuery {
         prefix: i.prefix.clone().unwrap_or_default(),
-        delimiter: i.delimiter.clone(),
+        delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
         start_after: i.marker.clone().filter(|m| !m.is_empty()),
         max_keys: max,
     };
@@ -51,12 +56,14 @@ pub(super) async fn list_objects(
         name: Some(i.bucket),
         contents: Some(contents(&page, url)),
         common_prefixes: Some(prefixes(&page, url)),
-        is_truncated: Some(page.is_truncated),
+        is_truncated: Some(truncated(&page, max)),
         // S3 returns NextMarker only with a delimiter; clients use the last key otherwise.
         next_marker: if page.is_truncated && q.delimiter.is_some() { enc(page.next_marker.clone()) } else { None },
-        marker: enc(i.marker),
-        prefix: enc(i.prefix),
-        delimiter: enc(i.delimiter),
+        // V1 always echoes Marker (empty when none was given) and never URL-encodes the
+        // echoed Prefix: botocore decodes only Marker, Delimiter, NextMarker and keys.
+        marker: Some(enc(i.marker).unwrap_or_default()),
+        prefix: i.prefix,
+        delimiter: enc(q.delimiter.clone()),
         max_keys: Some(max as i32),
         encoding_type: i.encoding_type,
         ..Default::default()
@@ -82,7 +89,7 @@ pub(super) async fn list_objects_v2(
     };
     let q = ListQuery {
         prefix: i.prefix.clone().unwrap_or_default(),
-        delimiter: i.delimiter.clone(),
+        delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
         start_after: resume.or_else(|| i.start_after.clone()).filter(|s| !s.is_empty()),
         max_keys: max,
     };
@@ -93,7 +100,7 @@ pub(super) async fn list_objects_v2(
         name: Some(i.bucket),
         contents: Some(contents(&page, url)),
         common_prefixes: Some(prefixes(&page, url)),
-        is_truncated: Some(page.is_truncated),
+        is_truncated: Some(truncated(&page, max)),
         key_count: Some(key_count),
         next_continuation_token: if page.is_truncated {
             page.next_marker.as_ref().map(|m| B64.encode(m))
@@ -103,7 +110,7 @@ pub(super) async fn list_objects_v2(
         continuation_token: i.continuation_token,
         start_after: enc(i.start_after),
         prefix: enc(i.prefix),
-        delimiter: enc(i.delimiter),
+        delimiter: enc(q.delimiter.clone()),
         max_keys: Some(max as i32),
         encoding_type: i.encoding_type,
         ..Default::default()

@@ -4,6 +4,7 @@ mod bucket;
 mod list;
 mod multipart;
 mod object;
+mod versions;
 
 use orbit_core::Namespace;
 use s3s::dto::*;
@@ -103,5 +104,11 @@ impl S3 for OrbitS3 {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         multipart::list_uploads(self, req).await
+    }
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        versions::list_object_versions(self, req).await
     }
 }

@@ -128,6 +128,24 @@ macro_rules! object_output {
     }};
 }
 
+/// A 304 carries the object's ETag and Last-Modified as S3 sends them, so a
+/// client revalidating its copy learns which version it still holds.
+async fn not_modified(s: &OrbitS3, c: &orbit_tenancy::Caller, bucket: &str, key: &str) -> s3s::S3Error {
+    let mut err = s3_error(orbit_types::Error::NotModified);
+    // The object was just read under the same caller; if it vanished since, a bare 304 is still right.
+    if let Ok((rec, _)) = s.ns.head_object(c, bucket, key, &GetObject::default()).await {
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", rec.etag)) {
+            headers.insert(http::header::ETAG, v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&convert::http_date(rec.last_modified_ms)) {
+            headers.insert(http::header::LAST_MODIFIED, v);
+        }
+        err.set_headers(headers);
+    }
+    err
+}
+
 pub(super) async fn get_object(s: &OrbitS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     let c = caller_of(&req)?;
     let i = req.input;
@@ -140,7 +158,10 @@ pub(super) async fn get_object(s: &OrbitS3, req: S3Request<GetObjectInput>) -> S
         i.if_modified_since.as_ref(),
         i.if_unmodified_since.as_ref(),
     )?;
-    let body = s.ns.get_object(&c, &i.bucket, &i.key, &get).await.s3()?;
+    let body = match s.ns.get_object(&c, &i.bucket, &i.key, &get).await {
+        Err(orbit_types::Error::NotModified) => return Err(not_modified(s, &c, &i.bucket, &i.key).await),
+        r => r.s3()?,
+    };
     let mut output =
         object_output!(GetObjectOutput, &body.record, &body.range, get.part_number, i.checksum_mode.as_ref());
     output.body = Some(body_out(crate::qos::paced(&req.extensions, body.stream)));
@@ -162,7 +183,10 @@ pub(super) async fn head_object(
         i.if_modified_since.as_ref(),
         i.if_unmodified_since.as_ref(),
     )?;
-    let (rec, range) = s.ns.head_object(&c, &i.bucket, &i.key, &get).await.s3()?;
+    let (rec, range) = match s.ns.head_object(&c, &i.bucket, &i.key, &get).await {
+        Err(orbit_types::Error::NotModified) => return Err(not_modified(s, &c, &i.bucket, &i.key).await),
+        r => r.s3()?,
+    };
     Ok(S3Response::new(object_output!(HeadObjectOutput, &rec, &range, get.part_number, i.checksum_mode.as_ref())))
 }
 
