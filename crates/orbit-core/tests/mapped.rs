@@ -295,6 +295,11 @@ async fn writes_land_at_the_mapped_path() {
     let req = orbit_backend::ListRequest { prefix: "datasets/".into(), max: 100, ..Default::default() };
     let listed: Vec<String> = site.remote.list(&req).await.unwrap().objects.into_iter().map(|m| m.path).collect();
     assert_eq!(listed, ["datasets/big", "datasets/copied", "datasets/new/file"]);
+    // Regression: the parts' bytes, counted while stored, are given back once the
+    // object is in the mapped location (mapped buckets are outside usage).
+    let u = site.ns.usage(c.tenant_id, None).await.unwrap();
+    let dsets = u.buckets.iter().find(|b| b.bucket == "dsets").map(|b| b.usage.bytes).unwrap_or_default();
+    assert_eq!(dsets, 0, "{u:?}");
 }
 
 #[tokio::test]

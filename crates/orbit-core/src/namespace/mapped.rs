@@ -424,6 +424,7 @@ impl Namespace {
         let mut txn = Txn::new()
             .require_equals(Table::Uploads, upload_key.to_vec(), upload_raw.to_vec())
             .delete(Table::Uploads, upload_key.to_vec());
+        let mut part_bytes = 0i64;
         for (pk, pv, part) in stored {
             txn.conditions.push(orbit_meta::Condition::Equals {
                 table: Table::Parts,
@@ -432,7 +433,16 @@ impl Namespace {
             });
             txn.push_delete(Table::Parts, pk.clone());
             txn.push_put(Table::Gc, gc_key(&part.backend, &part.blob), due_value(now_ms()));
+            part_bytes += part.size as i64;
         }
+        // Stored parts were counted as the tenant's bytes; the object they made
+        // lives in the mapped location, outside usage, so they are given back.
+        crate::usage::accounting::release(
+            &mut txn,
+            b.tenant_id,
+            b.id,
+            crate::usage::accounting::Charge::new(-part_bytes, 0),
+        );
         match self.meta.commit(txn).await {
             Ok(()) => self.gc.wake(),
             // Aborted meanwhile: the object is written all the same; its parts go with the abort.
