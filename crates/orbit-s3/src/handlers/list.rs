@@ -27,13 +27,28 @@ fn contents(page: &ListPage, url: bool) -> Vec<Object> {
         .collect()
 }
 
-fn prefixes(page: &ListPage, url: bool) -> Vec<CommonPrefix> {
+pub(super) fn prefixes(page: &ListPage, url: bool) -> Vec<CommonPrefix> {
     page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(list_encode(url, p)) }).collect()
 }
 
 /// S3 answers max-keys=0 with no keys and IsTruncated=false.
-fn truncated(page: &ListPage, max: usize) -> bool {
+pub(super) fn truncated(page: &ListPage, max: usize) -> bool {
     page.is_truncated && max > 0
+}
+
+/// The core query of a listing; an empty delimiter or marker is none, as in S3.
+pub(super) fn query(
+    prefix: &Option<String>,
+    delimiter: &Option<String>,
+    after: &Option<String>,
+    max: usize,
+) -> ListQuery {
+    ListQuery {
+        prefix: prefix.clone().unwrap_or_default(),
+        delimiter: delimiter.clone().filter(|d| !d.is_empty()),
+        start_after: after.clone().filter(|m| !m.is_empty()),
+        max_keys: max,
+    }
 }
 
 pub(super) async fn list_objects(
@@ -44,12 +59,7 @@ pub(super) async fn list_objects(
     let i = req.input;
     let url = is_url_encoding(i.encoding_type.as_ref());
     let max = max_keys(i.max_keys)?;
-    let q = ListQuery {
-        prefix: i.prefix.clone().unwrap_or_default(),
-        delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
-        start_after: i.marker.clone().filter(|m| !m.is_empty()),
-        max_keys: max,
-    };
+    let q = query(&i.prefix, &i.delimiter, &i.marker, max);
     let page = s.ns.list_objects(&c, &i.bucket, &q).await.s3()?;
     let enc = |v: Option<String>| v.map(|v| list_encode(url, &v));
     Ok(S3Response::new(ListObjectsOutput {
@@ -87,12 +97,7 @@ pub(super) async fn list_objects_v2(
         ),
         None => None,
     };
-    let q = ListQuery {
-        prefix: i.prefix.clone().unwrap_or_default(),
-        delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
-        start_after: resume.or_else(|| i.start_after.clone()).filter(|s| !s.is_empty()),
-        max_keys: max,
-    };
+    let q = query(&i.prefix, &i.delimiter, &resume.or_else(|| i.start_after.clone()), max);
     let page = s.ns.list_objects(&c, &i.bucket, &q).await.s3()?;
     let enc = |v: Option<String>| v.map(|v| list_encode(url, &v));
     let key_count = (page.objects.len() + page.common_prefixes.len()) as i32;

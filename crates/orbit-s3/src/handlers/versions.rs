@@ -7,7 +7,6 @@ use super::OrbitS3;
 use crate::convert::{etag, is_url_encoding, list_encode, max_keys, ts};
 use crate::error::IntoS3;
 use crate::identity::caller;
-use orbit_core::ListQuery;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
@@ -22,12 +21,7 @@ pub(super) async fn list_object_versions(
     let url = is_url_encoding(i.encoding_type.as_ref());
     let max = max_keys(i.max_keys)?;
     // With one version per key, a version-id marker adds nothing: resume after the key.
-    let q = ListQuery {
-        prefix: i.prefix.clone().unwrap_or_default(),
-        delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
-        start_after: i.key_marker.clone().filter(|m| !m.is_empty()),
-        max_keys: max,
-    };
+    let q = super::list::query(&i.prefix, &i.delimiter, &i.key_marker, max);
     let page = s.ns.list_objects(&c, &i.bucket, &q).await.s3()?;
     let enc = |v: Option<String>| v.map(|v| list_encode(url, &v));
     let versions = page
@@ -49,14 +43,15 @@ pub(super) async fn list_object_versions(
             ..Default::default()
         })
         .collect();
-    let prefixes = page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(list_encode(url, p)) }).collect();
+    let prefixes = super::list::prefixes(&page, url);
+    let is_truncated = super::list::truncated(&page, max);
     let (next_key_marker, next_version_id_marker) =
-        if page.is_truncated { (enc(page.next_marker.clone()), Some(NULL_VERSION.to_owned())) } else { (None, None) };
+        if is_truncated { (enc(page.next_marker.clone()), Some(NULL_VERSION.to_owned())) } else { (None, None) };
     Ok(S3Response::new(ListObjectVersionsOutput {
         name: Some(i.bucket),
         versions: Some(versions),
         common_prefixes: Some(prefixes),
-        is_truncated: Some(page.is_truncated),
+        is_truncated: Some(is_truncated),
         next_key_marker,
         next_version_id_marker,
         key_marker: enc(i.key_marker),
