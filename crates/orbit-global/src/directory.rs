@@ -1,0 +1,1 @@
+//! Mirrors the tenancy directory from the directory site (see the crate doc).

@@ -1,0 +1,1 @@
+//! The lease protocol driven over the peer channel (see the crate doc).
