@@ -1,6 +1,6 @@
 //! The behaviour every [`Backend`] must show, run against each implementation.
 
-use crate::{Backend, BackendError, BackendExt, ByteStream, ListRequest, ObjectStoreBackend};
+use crate::{Backend, BackendError, BackendExt, ByteStream, ListRequest, ObjectAttributes, ObjectStoreBackend};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
@@ -59,6 +59,42 @@ async fn run_all(b: &dyn Backend) {
 
     describe_and_read_conditionally(b).await;
     list_pages(b).await;
+    attributes_round_trip(b).await;
+}
+
+/// Content headers and user metadata written with an object come back from
+/// `head` and survive `copy` (what mapped buckets keep their metadata in),
+/// for small bodies and multipart ones; a store that cannot keep them
+/// (a local directory) says so, stores the bytes all the same and gives
+/// back none.
+async fn attributes_round_trip(b: &dyn Backend) {
+    let attrs = ObjectAttributes {
+        content_type: Some("text/csv; charset=utf-8".into()),
+        content_encoding: Some("gzip".into()),
+        content_disposition: Some("attachment; filename=\"a b.csv\"".into()),
+        content_language: Some("fr-CA".into()),
+        cache_control: Some("max-age=60".into()),
+        // Names as Azure allows them (C# identifiers), which S3 and GCS accept too.
+        metadata: [("origin".to_owned(), "camera 7".to_owned()), ("orbit_sha".to_owned(), "abc=".to_owned())].into(),
+    };
+    let want = if b.keeps_attributes() { attrs.clone() } else { ObjectAttributes::default() };
+    let small = pattern(2000);
+    b.put_with_attributes("a/small", stream_of(vec![small.clone()]), &attrs).await.unwrap();
+    assert_eq!(read_all(b, "a/small", None).await, small);
+    assert_eq!(b.head("a/small").await.unwrap().attributes, want);
+    b.copy("a/small", "a/copied").await.unwrap();
+    assert_eq!(b.head("a/copied").await.unwrap().attributes, want);
+
+    let big = pattern(9 * 1024 * 1024);
+    let chunks: Vec<Vec<u8>> = big.chunks(1024 * 1024).map(<[u8]>::to_vec).collect();
+    b.put_with_attributes("a/big", stream_of(chunks), &attrs).await.unwrap();
+    assert_eq!(b.head("a/big").await.unwrap().attributes, want);
+    assert_eq!(read_all(b, "a/big", None).await, big);
+
+    // An overwrite without attributes drops them: they belong to one version.
+    b.put("a/small", stream_of(vec![small])).await.unwrap();
+    let plain = b.head("a/small").await.unwrap().attributes;
+    assert!(plain.metadata.is_empty() && plain.content_encoding.is_none(), "{plain:?}");
 }
 
 /// `head` and `get_if`: what mapped buckets build on when others write too.

@@ -19,6 +19,7 @@ pub use set::BackendSet;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// A stream of bytes in or out of a backend. I/O errors carry the reason a
@@ -40,6 +41,28 @@ pub enum BackendError {
     Changed(String),
 }
 
+/// Content headers and user metadata stored with an object itself, where
+/// the store keeps them (S3, GCS, Azure, memory: see
+/// [`Backend::keeps_attributes`]), so other tools reading or writing the
+/// store directly see and set them too.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectAttributes {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    /// User metadata: names without the store's prefix (`x-amz-meta-`,
+    /// `x-ms-meta-`), as the store gives them back (S3 lowercases names).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ObjectAttributes {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// What a backend says about one stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobMeta {
@@ -49,6 +72,9 @@ pub struct BlobMeta {
     pub etag: Option<String>,
     pub version: Option<String>,
     pub last_modified_ms: i64,
+    /// Filled by [`Backend::head`] on stores that keep attributes; always
+    /// empty in listings (object stores do not list them).
+    pub attributes: ObjectAttributes,
 }
 
 /// One page of a listing. Prefixes are plain string prefixes, as in S3.
@@ -76,9 +102,20 @@ pub type BackendResult<T> = Result<T, BackendError>;
 /// Durable blob storage. A `put` is atomic: readers see the whole blob or none.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Store the stream under `path`, replacing nothing (paths are never reused).
-    /// Returns the number of bytes stored. Durable when it returns.
-    async fn put(&self, path: &str, body: ByteStream) -> BackendResult<u64>;
+    /// Store the stream under `path` with `attributes` (dropped by a store
+    /// that cannot keep them: see [`Backend::keeps_attributes`]). Returns
+    /// the number of bytes stored. Durable when it returns. (Plain `put`
+    /// is in [`BackendExt`].)
+    async fn put_with_attributes(
+        &self,
+        path: &str,
+        body: ByteStream,
+        attributes: &ObjectAttributes,
+    ) -> BackendResult<u64>;
+
+    /// Whether [`ObjectAttributes`] written with an object are stored and
+    /// given back by `head` and kept by `copy` (not by a local directory).
+    fn keeps_attributes(&self) -> bool;
 
     /// Read the blob, or the byte range of it.
     async fn get(&self, path: &str, range: Option<Range<u64>>) -> BackendResult<ByteStream>;
@@ -87,7 +124,7 @@ pub trait Backend: Send + Sync + 'static {
     /// otherwise [`BackendError::Changed`], so one response never mixes versions.
     async fn get_if(&self, path: &str, range: Option<Range<u64>>, etag: &str) -> BackendResult<ByteStream>;
 
-    /// Size, ETag, version and modification time of the object at `path`.
+    /// Size, ETag, version, modification time and attributes of the object at `path`.
     async fn head(&self, path: &str) -> BackendResult<BlobMeta>;
 
     /// One page of the objects whose paths start with `req.prefix`, in path order.
@@ -96,7 +133,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Remove the blob; removing a missing blob is not an error.
     async fn delete(&self, path: &str) -> BackendResult<()>;
 
-    /// Copy a blob to a new path without passing its bytes through Orbit where the store allows.
+    /// Copy a blob (with its attributes) to a new path without passing its
+    /// bytes through Orbit where the store allows.
     async fn copy(&self, from: &str, to: &str) -> BackendResult<()>;
 
     /// A short description for logs (`local:/var/lib/orbit/objects`, `memory`).
@@ -106,6 +144,12 @@ pub trait Backend: Send + Sync + 'static {
 /// Conveniences over any [`Backend`], so that wrappers only implement the trait's verbs.
 #[async_trait]
 pub trait BackendExt: Backend {
+    /// Store the stream under `path` without attributes (Orbit's own blobs,
+    /// whose metadata lives in Orbit's records).
+    async fn put(&self, path: &str, body: ByteStream) -> BackendResult<u64> {
+        self.put_with_attributes(path, body, &ObjectAttributes::default()).await
+    }
+
     /// `head`, with a missing object as `None`.
     async fn head_opt(&self, path: &str) -> BackendResult<Option<BlobMeta>> {
         match self.head(path).await {

@@ -1,4 +1,4 @@
-use crate::{Backend, BackendError, BackendResult, BlobList, BlobMeta, ByteStream, ListRequest};
+use crate::{Backend, BackendError, BackendResult, BlobList, BlobMeta, ByteStream, ListRequest, ObjectAttributes};
 use async_trait::async_trait;
 use std::ops::Range;
 use std::sync::Arc;
@@ -33,9 +33,14 @@ impl MeteredBackend {
 
 #[async_trait]
 impl Backend for MeteredBackend {
-    async fn put(&self, path: &str, body: ByteStream) -> BackendResult<u64> {
+    async fn put_with_attributes(
+        &self,
+        path: &str,
+        body: ByteStream,
+        attributes: &ObjectAttributes,
+    ) -> BackendResult<u64> {
         let t = Instant::now();
-        let r = self.inner.put(path, body).await;
+        let r = self.inner.put_with_attributes(path, body, attributes).await;
         if let Ok(n) = &r {
             metrics::counter!("orbit_backend_bytes_written_total", "backend" => self.name.clone()).increment(*n);
         }
@@ -92,6 +97,10 @@ impl Backend for MeteredBackend {
         let r = self.inner.copy(from, to).await;
         self.record("copy", t, &r);
         r
+    }
+
+    fn keeps_attributes(&self) -> bool {
+        self.inner.keeps_attributes()
     }
 
     fn describe(&self) -> String {

@@ -1,4 +1,4 @@
-use crate::{Backend, BackendError, BackendResult, BlobList, BlobMeta, ByteStream, ListRequest};
+use crate::{Backend, BackendError, BackendResult, BlobList, BlobMeta, ByteStream, ListRequest, ObjectAttributes};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -10,8 +10,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    WriteMultipart,
+    Attribute, Attributes, ClientOptions, GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
@@ -80,6 +80,9 @@ pub struct ObjectStoreBackend {
     description: String,
     /// The store lists in path order (object stores do; a local directory does not).
     sorted_listing: bool,
+    /// The store keeps content headers and user metadata with an object
+    /// (object stores and memory do; object_store's local directory refuses them).
+    keeps_attributes: bool,
 }
 
 impl ObjectStoreBackend {
@@ -88,12 +91,22 @@ impl ObjectStoreBackend {
         std::fs::create_dir_all(root).map_err(|e| BackendError::Unavailable(format!("{}: {e}", root.display())))?;
         let fs =
             LocalFileSystem::new_with_prefix(root).map_err(unavailable)?.with_fsync(true).with_automatic_cleanup(true);
-        Ok(Self { store: Arc::new(fs), description: format!("local:{}", root.display()), sorted_listing: false })
+        Ok(Self {
+            store: Arc::new(fs),
+            description: format!("local:{}", root.display()),
+            sorted_listing: false,
+            keeps_attributes: false,
+        })
     }
 
     /// Blobs held in memory: for tests and throwaway servers.
     pub fn memory() -> Self {
-        Self { store: Arc::new(InMemory::new()), description: "memory".into(), sorted_listing: true }
+        Self {
+            store: Arc::new(InMemory::new()),
+            description: "memory".into(),
+            sorted_listing: true,
+            keeps_attributes: true,
+        }
     }
 
     /// An S3-compatible bucket, optionally under a key prefix.
@@ -151,14 +164,16 @@ impl ObjectStoreBackend {
                 store: Arc::new(PrefixStore::new(store, p.to_owned())),
                 description: format!("{description}/{p}"),
                 sorted_listing: true,
+                keeps_attributes: true,
             },
-            None => Self { store, description, sorted_listing: true },
+            None => Self { store, description, sorted_listing: true, keeps_attributes: true },
         }
     }
 
-    /// Any other object_store implementation.
+    /// Any other object_store implementation (assumed unsorted and unable
+    /// to keep attributes, which are then dropped).
     pub fn from_store(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
-        Self { store, description: description.into(), sorted_listing: false }
+        Self { store, description: description.into(), sorted_listing: false, keeps_attributes: false }
     }
 }
 
@@ -193,7 +208,47 @@ fn meta_of(m: object_store::ObjectMeta) -> BlobMeta {
         etag: m.e_tag,
         version: m.version,
         last_modified_ms: m.last_modified.timestamp_millis(),
+        attributes: ObjectAttributes::default(),
     }
+}
+
+fn to_store_attributes(a: &ObjectAttributes) -> Attributes {
+    let mut out = Attributes::new();
+    for (attr, value) in [
+        (Attribute::ContentType, &a.content_type),
+        (Attribute::ContentEncoding, &a.content_encoding),
+        (Attribute::ContentDisposition, &a.content_disposition),
+        (Attribute::ContentLanguage, &a.content_language),
+        (Attribute::CacheControl, &a.cache_control),
+    ] {
+        if let Some(v) = value {
+            out.insert(attr, v.clone().into());
+        }
+    }
+    for (k, v) in &a.metadata {
+        out.insert(Attribute::Metadata(k.clone().into()), v.clone().into());
+    }
+    out
+}
+
+fn from_store_attributes(a: &Attributes) -> ObjectAttributes {
+    let mut out = ObjectAttributes::default();
+    for (attr, value) in a {
+        let v = Some(value.to_string());
+        match attr {
+            Attribute::ContentType => out.content_type = v,
+            Attribute::ContentEncoding => out.content_encoding = v,
+            Attribute::ContentDisposition => out.content_disposition = v,
+            Attribute::ContentLanguage => out.content_language = v,
+            Attribute::CacheControl => out.cache_control = v,
+            Attribute::Metadata(k) => {
+                out.metadata.insert(k.to_string(), value.to_string());
+            }
+            // Storage class and attributes added later are not object metadata Orbit serves.
+            _ => {}
+        }
+    }
+    out
 }
 
 fn parse_path(path: &str) -> BackendResult<Path> {
@@ -202,8 +257,15 @@ fn parse_path(path: &str) -> BackendResult<Path> {
 
 #[async_trait]
 impl Backend for ObjectStoreBackend {
-    async fn put(&self, path: &str, mut body: ByteStream) -> BackendResult<u64> {
+    async fn put_with_attributes(
+        &self,
+        path: &str,
+        mut body: ByteStream,
+        attributes: &ObjectAttributes,
+    ) -> BackendResult<u64> {
         let location = parse_path(path)?;
+        // A store that cannot keep attributes refuses a write that carries any: drop them.
+        let attributes = if self.keeps_attributes { to_store_attributes(attributes) } else { Attributes::default() };
         let mut first = BytesMut::new();
         let mut total = 0u64;
         // Small bodies (the common case) are gathered and written at once.
@@ -216,12 +278,14 @@ impl Backend for ObjectStoreBackend {
                 Some(Err(e)) => return Err(BackendError::Input(e)),
                 None => {
                     let payload = PutPayload::from_bytes(first.freeze());
-                    self.store.put(&location, payload).await.map_err(unavailable)?;
+                    let opts = PutOptions { attributes, ..Default::default() };
+                    self.store.put_opts(&location, payload, opts).await.map_err(unavailable)?;
                     return Ok(total);
                 }
             }
         }
-        let upload = self.store.put_multipart(&location).await.map_err(unavailable)?;
+        let opts = PutMultipartOptions { attributes, ..Default::default() };
+        let upload = self.store.put_multipart_opts(&location, opts).await.map_err(unavailable)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         writer.put(first.freeze());
         loop {
@@ -281,7 +345,18 @@ impl Backend for ObjectStoreBackend {
 
     async fn head(&self, path: &str) -> BackendResult<BlobMeta> {
         let location = parse_path(path)?;
-        self.store.head(&location).await.map(meta_of).map_err(unavailable)
+        if !self.keeps_attributes {
+            return self.store.head(&location).await.map(meta_of).map_err(unavailable);
+        }
+        // A HEAD request through get_opts: the same one round trip, with the attributes.
+        let options = GetOptions { head: true, ..Default::default() };
+        let result = self.store.get_opts(&location, options).await.map_err(unavailable)?;
+        let attributes = from_store_attributes(&result.attributes);
+        Ok(BlobMeta { attributes, ..meta_of(result.meta) })
+    }
+
+    fn keeps_attributes(&self) -> bool {
+        self.keeps_attributes
     }
 
     async fn list(&self, req: &ListRequest) -> BackendResult<BlobList> {

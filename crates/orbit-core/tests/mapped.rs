@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use orbit_backend::{Backend, BackendSet, ByteStream, ObjectStoreBackend};
+use orbit_backend::{Backend, BackendExt, BackendSet, ByteStream, ObjectStoreBackend};
 use orbit_core::{
     AdminService, ByteRange, CompletedPart, Consistency, ContentHeaders, CopySource, ExpectedChecksum, GetObject,
     ListQuery, MetadataDirective, Namespace, PutObject, ReadConditions, WriteConditions,
@@ -295,11 +295,11 @@ async fn writes_land_at_the_mapped_path() {
     let req = orbit_backend::ListRequest { prefix: "datasets/".into(), max: 100, ..Default::default() };
     let listed: Vec<String> = site.remote.list(&req).await.unwrap().objects.into_iter().map(|m| m.path).collect();
     assert_eq!(listed, ["datasets/big", "datasets/copied", "datasets/new/file"]);
-    // Regression: the parts' bytes, counted while stored, are given back once the
-    // object is in the mapped location (mapped buckets are outside usage).
-    let u = site.ns.usage(c.tenant_id, None).await.unwrap();
-    let dsets = u.buckets.iter().find(|b| b.bucket == "dsets").map(|b| b.usage.bytes).unwrap_or_default();
-    assert_eq!(dsets, 0, "{u:?}");
+    // Regression: the parts' bytes, counted while stored, become the object's
+    // once it is in the mapped location (they once leaked upward with every upload).
+    let u = site.ns.usage(c.tenant_id, Some("dsets")).await.unwrap();
+    let objects_bytes = 70_000 + 70_000 + whole.len() as u64;
+    assert_eq!((u.buckets[0].usage.bytes, u.buckets[0].usage.objects), (objects_bytes, 3), "{u:?}");
 }
 
 #[tokio::test]
@@ -397,9 +397,17 @@ impl Switch {
 
 #[async_trait::async_trait]
 impl Backend for Switch {
-    async fn put(&self, path: &str, body: ByteStream) -> orbit_backend::BackendResult<u64> {
+    async fn put_with_attributes(
+        &self,
+        path: &str,
+        body: ByteStream,
+        attributes: &orbit_backend::ObjectAttributes,
+    ) -> orbit_backend::BackendResult<u64> {
         self.check()?;
-        self.inner.put(path, body).await
+        self.inner.put_with_attributes(path, body, attributes).await
+    }
+    fn keeps_attributes(&self) -> bool {
+        self.inner.keeps_attributes()
     }
     async fn get(&self, path: &str, range: Option<std::ops::Range<u64>>) -> orbit_backend::BackendResult<ByteStream> {
         self.check()?;
@@ -477,4 +485,201 @@ async fn parts_copy_from_a_mapped_source() {
     let got = site.ns.get_object(&c, "plain", "dst", &GetObject::default()).await.unwrap();
     let got: Vec<Bytes> = got.stream.try_collect().await.unwrap();
     assert_eq!(got.concat(), data);
+}
+
+fn headers() -> ContentHeaders {
+    ContentHeaders {
+        content_type: Some("text/csv".into()),
+        content_encoding: Some("gzip".into()),
+        content_disposition: Some("attachment; filename=\"a.csv\"".into()),
+        content_language: Some("de".into()),
+        cache_control: Some("no-cache".into()),
+        expires: Some("Wed, 21 Oct 2026 07:28:00 GMT".into()),
+    }
+}
+
+async fn head(site: &Site, c: &Caller, key: &str) -> orbit_core::ObjectRecord {
+    site.ns.head_object(c, "dsets", key, &GetObject::default()).await.unwrap().0
+}
+
+#[tokio::test]
+async fn metadata_written_through_orbit_is_kept_on_the_object() {
+    for mode in ["validate", "ttl=60", "exclusive"] {
+        let site = site(true).await;
+        let (_, c) = mapped(&site, mode).await;
+        let meta: std::collections::BTreeMap<String, String> = [("origin".to_owned(), "lab 3".to_owned())].into();
+        // Small (verified in memory) and large (staged) bodies, checksum sent before the body.
+        for (key, size) in [("small", 10_000usize), ("large", (8 << 20) + 5)] {
+            let data = pattern(size, 3);
+            let mut p = put(&data);
+            p.headers = headers();
+            p.user_metadata = meta.clone();
+            p.checksum = ExpectedChecksum {
+                algorithm: Some(orbit_core::ChecksumAlgorithm::Crc32c),
+                value: Some(orbit_core::ChecksumAlgorithm::Crc32c.digest(&data)),
+                trailer: None,
+            };
+            site.ns.put_object(&c, "dsets", key, p).await.unwrap();
+            let rec = head(&site, &c, key).await;
+            assert_eq!((rec.headers.clone(), rec.user_metadata.clone()), (headers(), meta.clone()), "{mode} {key}");
+            let sum = rec.checksum.expect("checksum kept");
+            assert_eq!(sum.value, orbit_core::ChecksumAlgorithm::Crc32c.digest(&data), "{mode} {key}");
+            // On the backend object itself, where other readers find it.
+            let direct = site.remote.head(&format!("datasets/{key}")).await.unwrap().attributes;
+            assert_eq!(direct.content_type.as_deref(), Some("text/csv"));
+            assert_eq!(direct.metadata.get("origin").map(String::as_str), Some("lab 3"));
+            // A GET answers with them too.
+            let got = site.ns.get_object(&c, "dsets", key, &GetObject::default()).await.unwrap();
+            assert_eq!(got.record.headers, headers());
+        }
+        // A multipart upload's headers and metadata go onto the completed object.
+        let up = site.ns.create_upload(&c, "dsets", "multi", headers(), meta.clone(), None, None).await.unwrap();
+        let data = pattern(1000, 4);
+        let r = site
+            .ns
+            .upload_part(&c, "dsets", "multi", &up.id.to_string(), 1, body(&data), Some(1000), None, Default::default())
+            .await
+            .unwrap();
+        let parts = vec![CompletedPart { number: 1, etag: r.etag, checksum: None }];
+        site.ns
+            .complete_upload(&c, "dsets", "multi", &up.id.to_string(), parts, WriteConditions::default(), None)
+            .await
+            .unwrap();
+        let rec = head(&site, &c, "multi").await;
+        assert_eq!((rec.headers, rec.user_metadata), (headers(), meta.clone()), "{mode} multipart");
+        // Copying out keeps them (metadata directive COPY).
+        site.ns.create_bucket(&c, "plain").await.unwrap();
+        let src = CopySource { bucket: "dsets".into(), key: "small".into(), conditions: ReadConditions::default() };
+        let copied = site
+            .ns
+            .copy_object(&c, "plain", "copy", src, MetadataDirective::Copy, WriteConditions::default())
+            .await
+            .unwrap();
+        assert_eq!((copied.headers, copied.user_metadata), (headers(), meta.clone()));
+    }
+}
+
+#[tokio::test]
+async fn metadata_written_directly_shows_through_orbit() {
+    let site = site(true).await;
+    let (_, c) = mapped(&site, "validate").await;
+    let attrs = orbit_backend::ObjectAttributes {
+        content_type: Some("image/png".into()),
+        cache_control: Some("max-age=5".into()),
+        metadata: [("camera".to_owned(), "7".to_owned()), ("orbit_checksum".to_owned(), "garbage".to_owned())].into(),
+        ..Default::default()
+    };
+    site.remote.put_with_attributes("datasets/img.png", body(b"png!"), &attrs).await.unwrap();
+    let rec = head(&site, &c, "img.png").await;
+    assert_eq!(rec.headers.content_type.as_deref(), Some("image/png"));
+    assert_eq!(rec.headers.cache_control.as_deref(), Some("max-age=5"));
+    // Orbit's own entries never show as user metadata; a malformed one is no checksum.
+    assert_eq!(rec.user_metadata, [("camera".to_owned(), "7".to_owned())].into());
+    assert_eq!(rec.checksum, None);
+    // Orbit's names are refused as user metadata, in PUTs and multipart uploads alike.
+    let mut p = put(b"x");
+    p.user_metadata = [("orbit_checksum".to_owned(), "CRC32 FULL_OBJECT AAAAAA==".to_owned())].into();
+    assert!(matches!(site.ns.put_object(&c, "dsets", "x", p).await, Err(Error::InvalidArgument(_))));
+    let meta = [("Orbit_Expires".to_owned(), "x".to_owned())].into();
+    let r = site.ns.create_upload(&c, "dsets", "y", Default::default(), meta, None, None).await;
+    assert!(matches!(r, Err(Error::InvalidArgument(_))));
+}
+
+#[tokio::test]
+async fn a_local_backend_keeps_the_bytes_of_mapped_objects_but_not_their_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Arc::new(ObjectStoreBackend::local(dir.path()).unwrap());
+    assert!(!local.keeps_attributes());
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryStore::new());
+    let d = Directory::new(meta.clone(), MasterKey::from_bytes(&[7u8; 32]).unwrap());
+    let ns = Namespace::new(meta.clone(), BackendSet::new(local), "test");
+    let admin = AdminService::new(d.clone(), ns.clone(), orbit_core::Prefetcher::new(ns.clone(), meta.clone()));
+    let site = Site {
+        ns,
+        dir: d,
+        admin,
+        remote: Arc::new(Switch { inner: ObjectStoreBackend::memory(), down: Default::default() }),
+    };
+    let op = caller(&site, "_system", "root", Role::Operator).await;
+    let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
+    site.admin
+        .create_mapped_bucket(&op, "acme", "dsets", None, "datasets", Some(Consistency::Exclusive))
+        .await
+        .unwrap();
+    let mut p = put(b"hello");
+    p.headers = headers();
+    site.ns.put_object(&c, "dsets", "k", p).await.unwrap();
+    assert_eq!(read(&site, &c, "k", GetObject::default()).await.unwrap(), b"hello");
+    assert_eq!(head(&site, &c, "k").await.headers, ContentHeaders::default());
+}
+
+#[tokio::test]
+async fn writes_into_a_mapped_bucket_count_in_usage_and_respect_hard_quotas() {
+    let site = site(false).await;
+    let (op, c) = mapped(&site, "validate").await;
+    site.ns.put_object(&c, "dsets", "a", put(&pattern(1000, 1))).await.unwrap();
+    site.ns.put_object(&c, "dsets", "b", put(&pattern(500, 1))).await.unwrap();
+    assert_eq!(usage(&site, &c).await, ((1500, 2), (1500, 2)));
+    // An overwrite counts the difference; a delete gives it all back.
+    site.ns.put_object(&c, "dsets", "a", put(&pattern(200, 1))).await.unwrap();
+    assert_eq!(usage(&site, &c).await, ((700, 2), (700, 2)));
+    site.ns.delete_object(&c, "dsets", "b").await.unwrap();
+    site.ns.delete_object(&c, "dsets", "b").await.unwrap();
+    assert_eq!(usage(&site, &c).await, ((200, 1), (200, 1)));
+
+    // A hard bucket quota refuses a write that would pass it, and the
+    // backend object is left as it was (or absent).
+    site.admin
+        .set_quota(&op, "acme", Some("dsets"), Some((Some(1000), Some(2), orbit_core::QuotaKind::Hard)))
+        .await
+        .unwrap();
+    let r = site.ns.put_object(&c, "dsets", "big", put(&pattern(900, 2))).await;
+    assert!(matches!(r, Err(Error::QuotaExceeded(_))), "{r:?}");
+    assert!(site.remote.head_opt("datasets/big").await.unwrap().is_none());
+    let r = site.ns.put_object(&c, "dsets", "a", put(&pattern(1200, 2))).await;
+    assert!(matches!(r, Err(Error::QuotaExceeded(_))));
+    assert_eq!(site.remote.head("datasets/a").await.unwrap().size, 200);
+    // Staged (large) bodies are refused the same way, their staging blob collected.
+    site.admin
+        .set_quota(&op, "acme", Some("dsets"), Some((Some(9 << 20), Some(2), orbit_core::QuotaKind::Hard)))
+        .await
+        .unwrap();
+    let r = site.ns.put_object(&c, "dsets", "huge", put(&pattern((9 << 20) + 1, 2))).await;
+    assert!(matches!(r, Err(Error::QuotaExceeded(_))));
+    assert!(site.remote.head_opt("datasets/huge").await.unwrap().is_none());
+    // The object count: a second object fits, a third does not (a multipart completion either).
+    site.ns.put_object(&c, "dsets", "c", put(b"c")).await.unwrap();
+    let up = site.ns.create_upload(&c, "dsets", "m", Default::default(), Default::default(), None, None).await.unwrap();
+    let r = site
+        .ns
+        .upload_part(&c, "dsets", "m", &up.id.to_string(), 1, body(b"part"), Some(4), None, Default::default())
+        .await
+        .unwrap();
+    let parts = vec![CompletedPart { number: 1, etag: r.etag, checksum: None }];
+    let r =
+        site.ns.complete_upload(&c, "dsets", "m", &up.id.to_string(), parts, WriteConditions::default(), None).await;
+    assert!(matches!(r, Err(Error::QuotaExceeded(_))), "{r:?}");
+    assert!(site.remote.head_opt("datasets/m").await.unwrap().is_none());
+    site.ns.abort_upload(&c, "dsets", "m", &up.id.to_string()).await.unwrap();
+    assert_eq!(usage(&site, &c).await, ((201, 2), (201, 2)));
+
+    // Writes behind Orbit's back are not counted until a recount lists the location.
+    write_directly(&site, "datasets/direct/x", &pattern(4000, 5)).await;
+    assert_eq!(usage(&site, &c).await, ((201, 2), (201, 2)));
+    let drift = site.admin.recount(&op, "acme", false).await.unwrap();
+    let d = drift.iter().find(|d| d.bucket.as_deref() == Some("dsets")).unwrap();
+    assert_eq!((d.counted.bytes, d.actual.bytes, d.actual.objects, d.corrected), (201, 4201, 3, false));
+    site.admin.recount(&op, "acme", true).await.unwrap();
+    assert_eq!(usage(&site, &c).await, ((4201, 3), (4201, 3)));
+    // Now over its quota, the bucket refuses growth but allows shrinking.
+    let r = site.ns.put_object(&c, "dsets", "d", put(b"d")).await;
+    assert!(matches!(r, Err(Error::QuotaExceeded(_))));
+    site.ns.delete_object(&c, "dsets", "direct/x").await.unwrap();
+    assert_eq!(usage(&site, &c).await, ((201, 2), (201, 2)));
+}
+
+/// ((tenant bytes, objects), (bucket `dsets` bytes, objects)).
+async fn usage(site: &Site, c: &Caller) -> ((u64, u64), (u64, u64)) {
+    let u = site.ns.usage(c.tenant_id, Some("dsets")).await.unwrap();
+    ((u.usage.bytes, u.usage.objects), (u.buckets[0].usage.bytes, u.buckets[0].usage.objects))
 }

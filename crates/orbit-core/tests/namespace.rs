@@ -487,8 +487,16 @@ struct Switchable {
 
 #[async_trait::async_trait]
 impl Backend for Switchable {
-    async fn put(&self, path: &str, body: ByteStream) -> orbit_backend::BackendResult<u64> {
-        self.inner.put(path, body).await
+    async fn put_with_attributes(
+        &self,
+        path: &str,
+        body: ByteStream,
+        attributes: &orbit_backend::ObjectAttributes,
+    ) -> orbit_backend::BackendResult<u64> {
+        self.inner.put_with_attributes(path, body, attributes).await
+    }
+    fn keeps_attributes(&self) -> bool {
+        self.inner.keeps_attributes()
     }
     async fn get(&self, path: &str, range: Option<std::ops::Range<u64>>) -> orbit_backend::BackendResult<ByteStream> {
         self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -3,21 +3,31 @@
 //! backend (HEAD and LIST), remembered per the bucket's consistency mode;
 //! bytes go through the same chunk cache as blobs, keyed by the object's
 //! ETag, and are fetched only while the object still has that ETag.
+//!
+//! Content headers, user metadata and checksums live on the backend object
+//! itself (as attributes: `x-amz-meta-*` on S3), so other tools see and set
+//! them; writes through Orbit count in usage and quotas.
 
 use super::list::{ListPage, ListQuery, MAX_KEYS};
 use super::object::{
     GetObject, ObjectBody, PutObject, ReadConditions, WriteConditions, check_read_conditions, check_write_conditions,
+    parse_content_md5, verify_body,
 };
 use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket};
+use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumKind};
 use crate::gc::{due_value, gc_key};
 use crate::layout::{Consistency, MappedLocation, MappingEntry, Mappings, normalize_prefix, overlaps};
-use crate::records::{BucketRecord, ContentHeaders, ObjectRecord, PartRecord, Segment, bucket_key, new_blob_path};
+use crate::records::{
+    BucketRecord, ContentHeaders, ObjectRecord, PartRecord, Segment, StoredChecksum, bucket_key, new_blob_path,
+};
+use crate::usage::accounting::{Charge, Guard, release};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use orbit_backend::{BackendError, BackendExt, BlobMeta, ListRequest};
+use orbit_backend::{BackendError, BackendExt, BlobMeta, ListRequest, ObjectAttributes};
 use orbit_meta::{MetaError, Table, Txn, decode, encode};
 use orbit_tenancy::meta_error;
 use orbit_types::{BucketId, BucketName, Error, Resource, Result, TenantId, TenantName, now_ms};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -27,6 +37,13 @@ use std::time::{Duration, Instant};
 const META_CACHE_ENTRIES: usize = 100_000;
 /// Restarts of a read whose object changed under it before giving up with a 503.
 const READ_RESTARTS: usize = 3;
+/// Bodies up to this size are verified in memory and written to `<prefix>K`
+/// in one request with every attribute; larger ones are staged first.
+const INLINE_PUT_MAX: u64 = 8 << 20;
+/// User metadata names under which a mapped object keeps what object stores
+/// have no attribute for. Underscores, since Azure allows only identifiers.
+const CHECKSUM_META: &str = "orbit_checksum";
+const EXPIRES_META: &str = "orbit_expires";
 
 /// What the backend said about mapped objects (or that they were missing),
 /// for the `ttl` and `exclusive` modes. `validate` never uses it.
@@ -92,18 +109,80 @@ fn unavailable(e: BackendError) -> Error {
     Error::Unavailable(e.to_string())
 }
 
-/// An object record for what the backend describes. Content headers, user
-/// metadata and checksums are not kept for mapped objects.
+/// The attributes a mapped object is written with: its content headers, its
+/// user metadata, and Orbit's own entries for Expires and the checksum.
+fn attributes_of(
+    headers: &ContentHeaders,
+    user_metadata: &BTreeMap<String, String>,
+    checksum: Option<&StoredChecksum>,
+) -> ObjectAttributes {
+    let mut metadata = user_metadata.clone();
+    if let Some(e) = &headers.expires {
+        metadata.insert(EXPIRES_META.into(), e.clone());
+    }
+    if let Some(c) = checksum {
+        metadata.insert(CHECKSUM_META.into(), format!("{} {} {}", c.algorithm.as_str(), c.kind.as_str(), c.value));
+    }
+    ObjectAttributes {
+        content_type: headers.content_type.clone(),
+        content_encoding: headers.content_encoding.clone(),
+        content_disposition: headers.content_disposition.clone(),
+        content_language: headers.content_language.clone(),
+        cache_control: headers.cache_control.clone(),
+        metadata,
+    }
+}
+
+/// Orbit's checksum entry (`ALGORITHM KIND VALUE`); None if it is not one.
+fn parse_checksum(s: &str) -> Option<StoredChecksum> {
+    let mut it = s.split(' ');
+    let algorithm: ChecksumAlgorithm = it.next()?.parse().ok()?;
+    let kind = match it.next()? {
+        "FULL_OBJECT" => ChecksumKind::FullObject,
+        "COMPOSITE" => ChecksumKind::Composite,
+        _ => return None,
+    };
+    let value = it.next()?.to_owned();
+    it.next().is_none().then_some(StoredChecksum { algorithm, kind, value })
+}
+
+/// User metadata names Orbit keeps for itself on mapped objects.
+pub(crate) fn check_reserved_metadata(user_metadata: &BTreeMap<String, String>) -> Result<()> {
+    for name in [CHECKSUM_META, EXPIRES_META] {
+        if user_metadata.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+            return Err(Error::InvalidArgument(format!(
+                "user metadata `x-amz-meta-{name}` is reserved in a mapped bucket (Orbit keeps it on the object)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An object record for what the backend describes, with the content
+/// headers, user metadata and checksum its attributes hold (none in
+/// listings, which carry no attributes).
 fn record_of(meta: &BlobMeta) -> ObjectRecord {
     let etag = meta.etag.as_deref().unwrap_or_default().trim_start_matches("W/").trim_matches('"').to_owned();
+    let a = &meta.attributes;
+    let mut user_metadata = a.metadata.clone();
+    let expires = user_metadata.remove(EXPIRES_META);
+    // A malformed entry (written by someone else) is no checksum at all.
+    let checksum = user_metadata.remove(CHECKSUM_META).and_then(|c| parse_checksum(&c));
     ObjectRecord {
         version: meta.version.clone().unwrap_or_else(|| etag.clone()),
         size: meta.size,
         etag,
         last_modified_ms: meta.last_modified_ms,
-        headers: ContentHeaders::default(),
-        user_metadata: Default::default(),
-        checksum: None,
+        headers: ContentHeaders {
+            content_type: a.content_type.clone(),
+            content_encoding: a.content_encoding.clone(),
+            content_disposition: a.content_disposition.clone(),
+            content_language: a.content_language.clone(),
+            cache_control: a.cache_control.clone(),
+            expires,
+        },
+        user_metadata,
+        checksum,
         segments: vec![],
         parts_count: None,
     }
@@ -260,6 +339,59 @@ impl Namespace {
         check_write_conditions(current.as_ref(), c)
     }
 
+    /// The size of the object a write would replace, as the bucket's mode
+    /// describes it (None: no object). Counted in usage; a write elsewhere
+    /// that this description misses is what `usage recount` corrects.
+    async fn mapped_previous(&self, b: &BucketRecord, m: &MappedLocation, key: &str) -> Result<Option<u64>> {
+        match self.mapped_head(b, m, key, false).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Count a write into a mapped bucket before it reaches the backend,
+    /// with the hard quotas as conditions of the commit (as the blob layout
+    /// does), so a refused write never touches the object. The bucket must
+    /// still be the one resolved.
+    async fn mapped_charge(&self, b: &BucketRecord, charge: Charge) -> Result<()> {
+        if charge.is_zero() {
+            return Ok(());
+        }
+        for _ in 0..MAX_CAS_RETRIES {
+            let now = self.resolve_bucket(b.tenant_id, b.name.as_str()).await?;
+            if now.record.id != b.id {
+                return Err(Error::NotFound(Resource::Bucket));
+            }
+            let guard = Guard::read(&*self.meta, &now.record).await?;
+            let mut txn = Txn::new().require_equals(Table::Buckets, now.key.clone(), now.raw.clone());
+            let soft = guard.charge(&mut txn, charge)?;
+            match self.meta.commit(txn).await {
+                Ok(()) => {
+                    guard.report(soft);
+                    return Ok(());
+                }
+                Err(MetaError::Conflict) => continue,
+                Err(e) => return Err(meta_error(e)),
+            }
+        }
+        Err(Error::Unavailable("too many concurrent writes to the bucket, retry".into()))
+    }
+
+    /// Give back usage counted by [`Self::mapped_charge`] for a write that
+    /// failed, or taken by a delete. A failure here leaves drift for
+    /// `usage recount`, never a failed request.
+    async fn mapped_release(&self, b: &BucketRecord, charge: Charge) {
+        let mut txn = Txn::new();
+        release(&mut txn, b.tenant_id, b.id, charge);
+        if txn.ops.is_empty() {
+            return;
+        }
+        if let Err(e) = self.meta.commit(txn).await {
+            tracing::warn!(tenant = %b.tenant_id, bucket = %b.id, error = %e, "mapped bucket usage not updated; a recount corrects it");
+        }
+    }
+
     pub(crate) async fn mapped_put(
         &self,
         b: &ResolvedBucket,
@@ -269,34 +401,106 @@ impl Namespace {
     ) -> Result<ObjectRecord> {
         let b = &b.record;
         let path = mapped_path(m, key)?;
+        check_reserved_metadata(&put.user_metadata)?;
         self.mapped_write_conditions(b, m, key, &put.conditions).await?;
+        let content_md5 = parse_content_md5(put.content_md5.as_deref())?;
+        // Gather a small body whole: verified in memory, it is written to the
+        // path in one request with every attribute, its checksum included.
+        let mut body = put.body;
+        let mut first: Vec<Bytes> = Vec::new();
+        let mut gathered = 0u64;
+        let mut ended = false;
+        while gathered <= INLINE_PUT_MAX {
+            match body.next().await {
+                Some(Ok(c)) => {
+                    gathered += c.len() as u64;
+                    first.push(c);
+                }
+                Some(Err(e)) => return Err(Error::IncompleteBody(e.to_string())),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let previous = self.mapped_previous(b, m, key).await?;
+        let backend = self.backend(&b.backend)?.clone();
+        if ended {
+            let mut digests = BodyDigests::new(put.checksum.algorithm);
+            for c in &first {
+                digests.update(c);
+            }
+            let v = verify_body(digests, gathered, put.content_length, content_md5, put.checksum)?;
+            let checksum = v.checksum.map(|(algorithm, value)| StoredChecksum {
+                algorithm,
+                kind: ChecksumKind::FullObject,
+                value,
+            });
+            let attrs = attributes_of(&put.headers, &put.user_metadata, checksum.as_ref());
+            let charge = Charge::new(gathered as i64 - previous.unwrap_or(0) as i64, i64::from(previous.is_none()));
+            self.mapped_charge(b, charge).await?;
+            let stream = futures::stream::iter(first.into_iter().map(Ok)).boxed();
+            let written = backend.put_with_attributes(&path, stream, &attrs).await;
+            self.mapped_meta.forget(b.id, key);
+            if let Err(e) = written {
+                self.mapped_release(b, Charge::new(-charge.bytes, -charge.objects)).await;
+                return Err(unavailable(e));
+            }
+            let meta = backend.head(&path).await.map_err(unavailable)?;
+            self.mapped_meta.put(b.id, key, m.mode, Some(meta.clone()));
+            return Ok(record_of(&meta));
+        }
+        // A large body is staged and verified in Orbit's own area first, so
+        // one that fails its checks never replaces the object. Its checksum
+        // is stored when the client sent it before the body (a trailer's
+        // comes too late for the staged object's attributes).
+        let known = match (&put.checksum.algorithm, &put.checksum.value) {
+            (Some(algorithm), Some(value)) => Some(StoredChecksum {
+                algorithm: *algorithm,
+                kind: ChecksumKind::FullObject,
+                value: value.trim().into(),
+            }),
+            _ => None,
+        };
+        let attrs = attributes_of(&put.headers, &put.user_metadata, known.as_ref());
+        let body = futures::stream::iter(first.into_iter().map(Ok)).chain(body).boxed();
         let staging = new_blob_path(b.id);
         let w = self
             .write_blob(
                 b.tenant_id,
                 &b.backend,
                 staging,
-                put.body,
+                body,
                 put.content_length,
                 put.content_md5.as_deref(),
                 put.checksum,
+                &attrs,
             )
             .await?;
-        let meta = self.mapped_publish(b, m, key, &path, &w.blob).await?;
-        let mut rec = record_of(&meta);
-        rec.checksum = w.checksum.map(|(algorithm, value)| crate::records::StoredChecksum {
-            algorithm,
-            kind: crate::checksum::ChecksumKind::FullObject,
-            value,
-        });
-        Ok(rec)
+        let charge = Charge::new(w.size as i64 - previous.unwrap_or(0) as i64, i64::from(previous.is_none()));
+        if let Err(e) = self.mapped_charge(b, charge).await {
+            self.gc.discard(&b.backend, &w.blob).await;
+            return Err(e);
+        }
+        match self.mapped_publish(b, m, key, &path, &w.blob).await {
+            Ok(meta) => Ok(record_of(&meta)),
+            Err(e) => {
+                self.mapped_release(b, Charge::new(-charge.bytes, -charge.objects)).await;
+                Err(e)
+            }
+        }
     }
 
     pub(crate) async fn mapped_delete(&self, b: &BucketRecord, m: &MappedLocation, key: &str) -> Result<()> {
         let path = mapped_path(m, key)?;
+        let previous = self.mapped_previous(b, m, key).await?;
         let r = self.backend(&b.backend)?.delete(&path).await;
         self.mapped_meta.forget(b.id, key);
-        r.map_err(unavailable)
+        r.map_err(unavailable)?;
+        if let Some(size) = previous {
+            self.mapped_release(b, Charge::new(-(size as i64), -1)).await;
+        }
+        Ok(())
     }
 
     /// Copy into or out of a mapped bucket: the bytes pass through Orbit, read
@@ -402,8 +606,15 @@ impl Namespace {
     ) -> Result<ObjectRecord> {
         let b = &bucket.record;
         let path = mapped_path(m, key)?;
+        check_reserved_metadata(&rec.user_metadata)?;
         self.mapped_write_conditions(b, m, key, conditions).await?;
         let backend = self.backend(&b.backend)?.clone();
+        // The parts' bytes are already counted; a new object is counted (and
+        // its quota checked) before anything is written.
+        let previous = self.mapped_previous(b, m, key).await?;
+        let new_object = i64::from(previous.is_none());
+        self.mapped_charge(b, Charge::new(0, new_object)).await?;
+        let attrs = attributes_of(&rec.headers, &rec.user_metadata, rec.checksum.as_ref());
         let segments: Vec<Segment> = rec.segments.clone();
         let mut sources = Vec::with_capacity(segments.len());
         for s in &segments {
@@ -413,14 +624,21 @@ impl Namespace {
             .then(|(be, blob)| async move { be.get(&blob, None).await.map_err(std::io::Error::other) })
             .try_flatten()
             .boxed();
-        let written = backend.put(&path, body).await.map_err(|e| match e {
-            BackendError::Input(e) => Error::Unavailable(format!("reading the parts failed: {e}")),
-            other => unavailable(other),
-        })?;
+        let written = backend.put_with_attributes(&path, body, &attrs).await;
+        self.mapped_meta.forget(b.id, key);
+        let written = match written {
+            Ok(n) => n,
+            Err(e) => {
+                self.mapped_release(b, Charge::new(0, -new_object)).await;
+                return Err(match e {
+                    BackendError::Input(e) => Error::Unavailable(format!("reading the parts failed: {e}")),
+                    other => unavailable(other),
+                });
+            }
+        };
         if written != rec.size {
             return Err(Error::Internal(format!("assembled {written} bytes of {}", rec.size)));
         }
-        self.mapped_meta.forget(b.id, key);
         let mut txn = Txn::new()
             .require_equals(Table::Uploads, upload_key.to_vec(), upload_raw.to_vec())
             .delete(Table::Uploads, upload_key.to_vec());
@@ -435,18 +653,17 @@ impl Namespace {
             txn.push_put(Table::Gc, gc_key(&part.backend, &part.blob), due_value(now_ms()));
             part_bytes += part.size as i64;
         }
-        // Stored parts were counted as the tenant's bytes; the object they made
-        // lives in the mapped location, outside usage, so they are given back.
-        crate::usage::accounting::release(
-            &mut txn,
-            b.tenant_id,
-            b.id,
-            crate::usage::accounting::Charge::new(-part_bytes, 0),
-        );
+        // The parts' bytes become the object's (unused parts' are given
+        // back), and the object it replaced stops counting.
+        let replaced = previous.unwrap_or(0) as i64;
+        release(&mut txn, b.tenant_id, b.id, Charge::new(rec.size as i64 - part_bytes - replaced, 0));
         match self.meta.commit(txn).await {
             Ok(()) => self.gc.wake(),
-            // Aborted meanwhile: the object is written all the same; its parts go with the abort.
-            Err(MetaError::Conflict) => {}
+            // Aborted meanwhile: the object is written all the same; its parts
+            // go with the abort, which gave their bytes back.
+            Err(MetaError::Conflict) => {
+                self.mapped_release(b, Charge::new(rec.size as i64 - replaced, 0)).await;
+            }
             Err(e) => return Err(meta_error(e)),
         }
         let meta = backend.head(&path).await.map_err(unavailable)?;

@@ -118,6 +118,7 @@ impl Namespace {
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         if let Some(m) = &b.record.mapped {
             super::mapped::mapped_path(m, key)?;
+            super::mapped::check_reserved_metadata(&user_metadata)?;
         }
         let kind = checksum_algorithm.map(|a| match (checksum_kind, a) {
             (Some(k), _) => k,
@@ -179,6 +180,7 @@ impl Namespace {
                 content_length,
                 content_md5,
                 checksum,
+                &orbit_backend::ObjectAttributes::default(),
             )
             .await?;
         let part = part_record(number, w, &up.record);
@@ -277,6 +279,7 @@ impl Namespace {
                 Some(span.end - span.start),
                 None,
                 expected,
+                &orbit_backend::ObjectAttributes::default(),
             )
             .await?;
         let part = part_record(number, w, &up.record);

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest as _;
-use orbit_backend::{BackendError, ByteStream};
+use orbit_backend::{BackendError, BackendExt, ByteStream, ObjectAttributes};
 use orbit_meta::{MetaError, Table, Txn, encode};
 use orbit_tenancy::{Caller, meta_error};
 use orbit_types::{BucketId, Error, ObjectKey, Resource, Result, now_ms};
@@ -173,6 +173,64 @@ pub(crate) fn parse_key(key: &str) -> Result<ObjectKey> {
     Ok(ObjectKey::new(key)?)
 }
 
+/// Content-MD5 as sent (base64 of 16 bytes), decoded.
+pub(crate) fn parse_content_md5(content_md5: Option<&str>) -> Result<Option<Vec<u8>>> {
+    content_md5
+        .map(|b64| {
+            B64.decode(b64.trim())
+                .ok()
+                .filter(|d| d.len() == 16)
+                .ok_or_else(|| Error::InvalidArgument("Content-MD5 is not the base64 of 16 bytes".into()))
+        })
+        .transpose()
+}
+
+/// What a body that passed its checks turned out to be.
+pub(crate) struct VerifiedBody {
+    pub md5_hex: String,
+    pub checksum: Option<(ChecksumAlgorithm, String)>,
+}
+
+/// Check a received body against what the client declared: its length,
+/// Content-MD5, and checksum (from a header, or from the trailer read now
+/// that the body is consumed).
+pub(crate) fn verify_body(
+    digests: BodyDigests,
+    received: u64,
+    content_length: Option<u64>,
+    content_md5: Option<Vec<u8>>,
+    mut expected: ExpectedChecksum,
+) -> Result<VerifiedBody> {
+    if let Some(len) = content_length
+        && len != received
+    {
+        return Err(Error::IncompleteBody(format!("declared {len} bytes, received {received}")));
+    }
+    let md5_raw = digests.md5.finalize();
+    if let Some(want) = &content_md5
+        && want.as_slice() != md5_raw.as_slice()
+    {
+        return Err(Error::BadDigest("the Content-MD5 you specified did not match what we received".into()));
+    }
+    let checksum = match (expected.algorithm, digests.checksum) {
+        (Some(alg), Some(hasher)) => {
+            let got = hasher.finish_base64();
+            let want = expected.value.take().or_else(|| expected.trailer.take().and_then(|read| read()));
+            if let Some(want) = want
+                && want.trim() != got
+            {
+                return Err(Error::BadDigest(format!(
+                    "the {} you specified did not match the calculated checksum",
+                    alg.as_str()
+                )));
+            }
+            Some((alg, got))
+        }
+        _ => None,
+    };
+    Ok(VerifiedBody { md5_hex: md5_hex(&md5_raw), checksum })
+}
+
 /// The outcome of streaming a body into a new blob.
 pub(crate) struct WrittenBlob {
     pub backend: String,
@@ -185,7 +243,8 @@ pub(crate) struct WrittenBlob {
 impl Namespace {
     /// Stream `body` into a fresh blob of `bucket`, computing MD5 and the
     /// requested checksum, then verify what the client declared. On any
-    /// failure the blob is discarded and nothing becomes visible.
+    /// failure the blob is discarded and nothing becomes visible. The blob
+    /// carries `attributes` where its backend keeps them (mapped buckets).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn write_blob(
         &self,
@@ -195,17 +254,10 @@ impl Namespace {
         body: ByteStream,
         content_length: Option<u64>,
         content_md5: Option<&str>,
-        mut expected: ExpectedChecksum,
+        expected: ExpectedChecksum,
+        attributes: &ObjectAttributes,
     ) -> Result<WrittenBlob> {
-        let content_md5 = match content_md5 {
-            Some(b64) => Some(
-                B64.decode(b64.trim())
-                    .ok()
-                    .filter(|d| d.len() == 16)
-                    .ok_or_else(|| Error::InvalidArgument("Content-MD5 is not the base64 of 16 bytes".into()))?,
-            ),
-            None => None,
-        };
+        let content_md5 = parse_content_md5(content_md5)?;
         let backend = self.backend(backend_name)?.clone();
         self.gc.register_intent(backend_name, &blob).await?;
         let digests = Arc::new(Mutex::new(BodyDigests::new(expected.algorithm)));
@@ -224,7 +276,7 @@ impl Namespace {
                 }
             })
             .boxed();
-        let written = match backend.put(&blob, stream).await {
+        let written = match backend.put_with_attributes(&blob, stream, attributes).await {
             Ok(n) => n,
             Err(e) => {
                 self.gc.discard(backend_name, &blob).await;
@@ -241,46 +293,19 @@ impl Namespace {
                 return Err(Error::Internal("body stream still referenced after the write".into()));
             }
         };
-        let verdict = (|| {
-            if let Some(len) = content_length
-                && len != written
-            {
-                return Err(Error::IncompleteBody(format!("declared {len} bytes, received {written}")));
-            }
-            let md5_raw = digests.md5.finalize();
-            if let Some(want) = &content_md5
-                && want.as_slice() != md5_raw.as_slice()
-            {
-                return Err(Error::BadDigest("the Content-MD5 you specified did not match what we received".into()));
-            }
-            let checksum = match (expected.algorithm, digests.checksum) {
-                (Some(alg), Some(hasher)) => {
-                    let got = hasher.finish_base64();
-                    let want = expected.value.take().or_else(|| expected.trailer.take().and_then(|read| read()));
-                    if let Some(want) = want
-                        && want.trim() != got
-                    {
-                        return Err(Error::BadDigest(format!(
-                            "the {} you specified did not match the calculated checksum",
-                            alg.as_str()
-                        )));
-                    }
-                    Some((alg, got))
-                }
-                _ => None,
-            };
-            Ok(WrittenBlob {
+        match verify_body(digests, written, content_length, content_md5, expected) {
+            Ok(v) => Ok(WrittenBlob {
                 backend: backend_name.to_owned(),
-                blob: blob.clone(),
+                blob,
                 size: written,
-                md5_hex: md5_hex(&md5_raw),
-                checksum,
-            })
-        })();
-        if verdict.is_err() {
-            self.gc.discard(backend_name, &blob).await;
+                md5_hex: v.md5_hex,
+                checksum: v.checksum,
+            }),
+            Err(e) => {
+                self.gc.discard(backend_name, &blob).await;
+                Err(e)
+            }
         }
-        verdict
     }
 
     /// The transaction that makes `rec` the object at `okey`, replacing
@@ -395,6 +420,7 @@ impl Namespace {
                 put.content_length,
                 put.content_md5.as_deref(),
                 put.checksum,
+                &ObjectAttributes::default(),
             )
             .await?;
         let rec = ObjectRecord {

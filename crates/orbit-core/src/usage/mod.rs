@@ -13,7 +13,9 @@ pub mod meter;
 
 use crate::admin::AdminService;
 use crate::namespace::Namespace;
+use crate::records::BucketRecord;
 use accounting::{BYTES, OBJECTS, SEQ, bucket_counter, bucket_quota_key, read_counter, read_figures, tenant_counter};
+use orbit_backend::ListRequest;
 use orbit_meta::{MetaError, MetaStoreExt, Table, Txn, decode, encode};
 use orbit_tenancy::{AdminAction, Caller, authorize_admin, meta_error};
 use orbit_types::{BucketId, Error, Result, TenantId, now_ms};
@@ -146,11 +148,31 @@ impl Namespace {
         Ok(TenantUsage { usage, quota, buckets })
     }
 
-    /// What a bucket's records add up to: its objects, and the parts of its
-    /// unfinished multipart uploads (which count as stored bytes).
-    async fn tally(&self, bucket: BucketId) -> Result<UsageFigures> {
+    /// What a bucket holds: its objects (the records of the blob layout; for
+    /// a mapped bucket, a listing of its backend location, which includes what
+    /// other tools wrote there), and the parts of its unfinished multipart
+    /// uploads (which count as stored bytes).
+    async fn tally(&self, b: &BucketRecord) -> Result<UsageFigures> {
+        let bucket = b.id;
         let meta = self.meta();
         let mut f = UsageFigures::default();
+        if let Some(m) = &b.mapped {
+            let backend = self.backend(&b.backend)?;
+            let mut after: Option<String> = None;
+            loop {
+                let req =
+                    ListRequest { prefix: m.prefix.clone(), delimiter: false, start_after: after.take(), max: 1000 };
+                let page = backend.list(&req).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+                for o in &page.objects {
+                    f.bytes += o.size;
+                    f.objects += 1;
+                }
+                match page.objects.last() {
+                    Some(last) if page.truncated => after = Some(last.path.clone()),
+                    _ => break,
+                }
+            }
+        }
         let mut after: Option<Vec<u8>> = None;
         loop {
             let rows = meta
@@ -194,7 +216,7 @@ impl Namespace {
                 let seq_key = bucket_counter(tenant, b.id, SEQ);
                 let seq = meta.get(Table::Usage, &seq_key).await.map_err(meta_error)?;
                 let counted = read_figures(&*meta, |k| bucket_counter(tenant, b.id, k)).await?;
-                let actual = self.tally(b.id).await?;
+                let actual = self.tally(&b).await?;
                 if counted == actual || !fix {
                     out.push(Drift { bucket: Some(b.name.to_string()), counted, actual, corrected: false });
                     sum.bytes += actual.bytes;
