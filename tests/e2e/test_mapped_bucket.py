@@ -9,6 +9,7 @@ The "other writer" is boto3 talking straight to moto.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -281,3 +282,99 @@ def test_only_operators_map_locations_and_never_overlapping_ones(orbit, moto):
     res = orbit.cli("bucket", "create", "--tenant", other, unique("bad"), "--backend", "lake",
                     "--location-prefix", unique("loc"), "--mode", "sometimes", check=False)
     assert res.returncode != 0 and "mode" in res.stderr, res.stderr
+
+
+def test_metadata_round_trips_through_orbit_and_shows_from_direct_writers(orbit, moto, tmp_path):
+    import datetime
+    lake = moto.client()
+    creds, bucket, prefix, s3 = mapped_bucket(orbit)
+    expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    headers = dict(ContentType="text/csv", ContentDisposition='attachment; filename="a.csv"',
+                   ContentLanguage="de", CacheControl="max-age=60", Expires=expires,
+                   Metadata={"origin": "lab-3", "run": "42"})
+    data = os.urandom(70_000)
+    s3.put_object(Bucket=bucket, Key="m/a.csv", Body=data, ChecksumAlgorithm="SHA256", **headers)
+
+    def check(h):
+        assert h["ContentType"] == "text/csv"
+        assert h["ContentDisposition"] == 'attachment; filename="a.csv"'
+        assert h["ContentLanguage"] == "de"
+        assert h["CacheControl"] == "max-age=60"
+        assert h["Expires"] == expires
+        assert h["Metadata"] == {"origin": "lab-3", "run": "42"}
+
+    check(s3.head_object(Bucket=bucket, Key="m/a.csv"))
+    got = s3.get_object(Bucket=bucket, Key="m/a.csv", ChecksumMode="ENABLED")
+    check(got)
+    assert got["Body"].read() == data
+    import base64, hashlib
+    assert got["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    # Kept on the backend object itself, where direct readers find the headers and metadata.
+    direct = lake.head_object(Bucket=LAKE, Key=prefix + "m/a.csv")
+    assert direct["ContentType"] == "text/csv" and direct["CacheControl"] == "max-age=60"
+    assert direct["Metadata"]["origin"] == "lab-3"
+    assert direct["Metadata"]["orbit_checksum"].startswith("SHA256 FULL_OBJECT ")
+
+    # A multipart upload by aws-cli (20 MiB, 8 MiB parts) keeps them too.
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(20 * MiB + 3))
+    orbit.aws("s3", "cp", str(big), f"s3://{bucket}/m/big.bin", "--content-type", "application/x-tar",
+              "--metadata", "shard=7", creds=creds)
+    h = s3.head_object(Bucket=bucket, Key="m/big.bin")
+    assert (h["ContentType"], h["Metadata"]) == ("application/x-tar", {"shard": "7"})
+    direct = lake.head_object(Bucket=LAKE, Key=prefix + "m/big.bin")["Metadata"]
+    assert direct["shard"] == "7"
+    # aws-cli's CRC32 of the parts, kept as Orbit's entry on the object.
+    assert direct["orbit_checksum"].startswith("CRC32 COMPOSITE ") and direct["orbit_checksum"].endswith("-3")
+
+    # Written behind Orbit's back: what the writer set shows through Orbit.
+    lake.put_object(Bucket=LAKE, Key=prefix + "m/direct.json", Body=b"{}", ContentType="application/json",
+                    ContentEncoding="identity", CacheControl="no-store", Metadata={"camera": "7"})
+    for h in (s3.head_object(Bucket=bucket, Key="m/direct.json"), s3.get_object(Bucket=bucket, Key="m/direct.json")):
+        assert (h["ContentType"], h["CacheControl"], h["Metadata"]) == ("application/json", "no-store", {"camera": "7"})
+        assert h["ContentEncoding"] == "identity"
+    # Copied out into an Orbit-layout bucket, the metadata goes along.
+    plain = unique("plain")
+    s3.create_bucket(Bucket=plain)
+    s3.copy_object(Bucket=plain, Key="copy", CopySource={"Bucket": bucket, "Key": "m/direct.json"})
+    assert s3.head_object(Bucket=plain, Key="copy")["Metadata"] == {"camera": "7"}
+    # Orbit's own names are not user metadata a client may set here.
+    status, code, _ = expect_client_error(s3.put_object, Bucket=bucket, Key="m/x", Body=b"x",
+                                          Metadata={"orbit_checksum": "x"})
+    assert (status, code) == (400, "InvalidArgument")
+
+
+def test_usage_and_hard_quotas_cover_a_mapped_bucket(orbit, moto):
+    lake = moto.client()
+    creds, bucket, prefix, s3 = mapped_bucket(orbit)
+    q = orbit.cli("quota", "set", "--tenant", creds.tenant, "--bucket", bucket, "--max-bytes", "1KiB",
+                  "--max-objects", "3", "--kind", "hard")
+    assert q["kind"] == "hard"
+    s3.put_object(Bucket=bucket, Key="a", Body=b"x" * 600)
+    status, code, msg = expect_client_error(s3.put_object, Bucket=bucket, Key="b", Body=b"x" * 500)
+    assert (status, code) == (403, "QuotaExceeded") and "1024 bytes" in msg, msg
+    assert expect_client_error(lake.head_object, Bucket=LAKE, Key=prefix + "b")[0] == 404
+    s3.put_object(Bucket=bucket, Key="b", Body=b"x" * 424)  # exactly at the limit
+    # An overwrite that grows past the limit is refused and leaves the object as it was.
+    assert expect_client_error(s3.put_object, Bucket=bucket, Key="a", Body=b"y" * 700)[1] == "QuotaExceeded"
+    assert lake.get_object(Bucket=LAKE, Key=prefix + "a")["Body"].read() == b"x" * 600
+    s3.put_object(Bucket=bucket, Key="a", Body=b"x" * 100)
+    s3.delete_object(Bucket=bucket, Key="b")
+    shown = orbit.cli("quota", "show", "--tenant", creds.tenant, "--bucket", bucket)
+    assert shown["usage"] == {"bytes": 100, "objects": 1}
+    assert orbit.cli("usage", "show", "--tenant", creds.tenant)["usage"] == {"bytes": 100, "objects": 1}
+
+    # Written behind Orbit's back: counted only once a recount lists the location.
+    lake.put_object(Bucket=LAKE, Key=prefix + "direct/x", Body=b"z" * 2000)
+    res = orbit.cli("usage", "recount", "--tenant", creds.tenant, check=False)
+    assert res.returncode != 0 and "drifted" in res.stderr, res  # drift without --fix is an error exit
+    drift = json.loads(res.stdout)
+    mine = [d for d in drift if d["bucket"] == bucket][0]
+    assert mine["counted"] == {"bytes": 100, "objects": 1}
+    assert mine["actual"] == {"bytes": 2100, "objects": 2} and not mine["corrected"], mine
+    orbit.cli("usage", "recount", "--tenant", creds.tenant, "--fix")
+    assert orbit.cli("usage", "show", "--tenant", creds.tenant)["usage"] == {"bytes": 2100, "objects": 2}
+    # Over its quota now: growth is refused, deleting is not.
+    assert expect_client_error(s3.put_object, Bucket=bucket, Key="c", Body=b"c")[1] == "QuotaExceeded"
+    s3.delete_object(Bucket=bucket, Key="direct/x")
+    assert orbit.cli("usage", "show", "--tenant", creds.tenant)["usage"] == {"bytes": 100, "objects": 1}

@@ -64,7 +64,7 @@ pub struct DriftView {
     pub bucket: Option<String>,
     /// What the counters held.
     pub counted: UsageFigures,
-    /// What the object records (and stored parts) add up to.
+    /// What the object records (a mapped bucket: a listing of its location) and stored parts add up to.
     pub actual: UsageFigures,
     /// Whether the counters were set to the actual figures.
     pub corrected: bool,
