@@ -755,3 +755,68 @@ async fn bucket_cache_policy_admits_on_second_miss_and_expires() {
     backend.down.store(false, Ordering::SeqCst);
     assert_eq!(read(&site, &c, "scan", "k", GetObject::default()).await.unwrap(), pattern(100_000, 2));
 }
+
+/// Regression for cold reads over a far link: a cold read of an object of a
+/// few chunks is one backend request (as a direct reader makes), not one per
+/// chunk, and every chunk it streamed through is cached whole.
+#[tokio::test]
+async fn a_cold_read_of_a_few_chunks_is_one_backend_request() {
+    use std::sync::atomic::Ordering;
+    let backend = Arc::new(Switchable {
+        inner: ObjectStoreBackend::memory(),
+        down: Default::default(),
+        gets: Default::default(),
+    });
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryStore::new());
+    const CHUNK: usize = 1 << 20;
+    let cache = orbit_cache::ChunkCache::open(&orbit_cache::CacheConfig {
+        ram_bytes: 256 << 20,
+        ssd_dir: None,
+        ssd_bytes: 0,
+        chunk_size: CHUNK as u64,
+    })
+    .await
+    .unwrap();
+    let dir = Directory::new(meta.clone(), MasterKey::from_bytes(&[7u8; 32]).unwrap());
+    let ns = Namespace::new(meta.clone(), BackendSet::new(backend.clone()), "test")
+        .with_cache(orbit_cache::CachePool::new(cache));
+    let site = Site { ns, dir, meta };
+    let c = caller(&site, "acme", "alice", Role::ReadWrite).await;
+    site.ns.create_bucket(&c, "data").await.unwrap();
+    let range = |first: usize, last: usize| GetObject {
+        range: Some(ByteRange::FromTo { first: first as u64, last: Some(last as u64) }),
+        ..Default::default()
+    };
+    let hot_ranges = |len: usize| [(0, len - 1), (CHUNK - 1, CHUNK + 1), (len - 3, len - 1), (5, CHUNK * 2)];
+
+    // Four chunks (the last one short): one request; then all hot.
+    let four = pattern(3 * CHUNK + 5, 1);
+    site.ns.put_object(&c, "data", "four", put(&four)).await.unwrap();
+    let before = backend.gets.load(Ordering::SeqCst);
+    assert_eq!(read(&site, &c, "data", "four", GetObject::default()).await.unwrap(), four);
+    assert_eq!(backend.gets.load(Ordering::SeqCst) - before, 1);
+    backend.down.store(true, Ordering::SeqCst);
+    for (first, last) in hot_ranges(four.len()) {
+        assert_eq!(read(&site, &c, "data", "four", range(first, last)).await.unwrap(), four[first..=last]);
+    }
+    backend.down.store(false, Ordering::SeqCst);
+
+    // Six chunks: the first four in one request, the other two read ahead.
+    let six = pattern(6 * CHUNK, 2);
+    site.ns.put_object(&c, "data", "six", put(&six)).await.unwrap();
+    let before = backend.gets.load(Ordering::SeqCst);
+    assert_eq!(read(&site, &c, "data", "six", GetObject::default()).await.unwrap(), six);
+    assert_eq!(backend.gets.load(Ordering::SeqCst) - before, 3);
+
+    // A range starting inside a chunk: the chunks it covers, fetched whole in one request.
+    let three = pattern(3 * CHUNK, 3);
+    site.ns.put_object(&c, "data", "three", put(&three)).await.unwrap();
+    let before = backend.gets.load(Ordering::SeqCst);
+    let from = CHUNK + 12_345;
+    assert_eq!(read(&site, &c, "data", "three", range(from, three.len() - 1)).await.unwrap(), three[from..]);
+    assert_eq!(backend.gets.load(Ordering::SeqCst) - before, 1);
+    backend.down.store(true, Ordering::SeqCst);
+    assert_eq!(read(&site, &c, "data", "three", range(CHUNK, three.len() - 1)).await.unwrap(), three[CHUNK..]);
+    assert!(read(&site, &c, "data", "three", range(0, 10)).await.is_err(), "chunk 0 was never read");
+    backend.down.store(false, Ordering::SeqCst);
+}

@@ -24,6 +24,11 @@ const READ_AHEAD: usize = 2;
 /// A cold first chunk at least this long streams through to the client as
 /// the backend sends it; shorter ones are fetched whole (single flight).
 const STREAM_THROUGH_MIN: u64 = 512 * 1024;
+/// A cold read streams through up to this many consecutive chunks of its
+/// blob in one backend request (an 8 MiB shard at 4 MiB chunks: one request,
+/// as a direct reader makes, instead of one per chunk, each a round trip on
+/// a far link); chunks after them are read ahead one request each.
+const STREAM_THROUGH_CHUNKS: usize = 4;
 
 /// The part of one blob that a read needs.
 struct Piece {
@@ -242,8 +247,8 @@ async fn cached_stream(
             Error::Unavailable(e.to_string())
         }
     };
-    let mut reads = reads.into_iter();
-    let first = reads.next().expect("at least one read");
+    let mut reads = std::collections::VecDeque::from(reads);
+    let first = reads.pop_front().expect("at least one read");
     let first_stream = if first.chunk.end - first.chunk.start >= STREAM_THROUGH_MIN {
         match cache.peek(&first.cache_blob, first.index, policy).await {
             Some(data) if data.len() >= first.slice.end => {
@@ -252,14 +257,24 @@ async fn cached_stream(
                 }
                 futures::stream::once(futures::future::ready(Ok(data.slice(first.slice)))).boxed()
             }
-            // Cold: the first byte after one backend round trip, not after a whole chunk.
-            _ => stream_through(cache.clone(), policy, first).await.map_err(first_error)?,
+            // Cold: the first byte after one backend round trip, not after a
+            // whole chunk, and the next chunks of the blob in the same request.
+            _ => {
+                let mut span = vec![first];
+                while span.len() < STREAM_THROUGH_CHUNKS
+                    && let Some(next) = reads.front()
+                    && span.last().is_some_and(|l| next.cache_blob == l.cache_blob && next.index == l.index + 1)
+                {
+                    span.extend(reads.pop_front());
+                }
+                stream_through(cache.clone(), policy, span).await.map_err(first_error)?
+            }
         }
     } else {
         let only = read_chunk(cache.clone(), policy, first, tap.clone()).await.map_err(first_error)?;
         futures::stream::once(futures::future::ready(Ok(only))).boxed()
     };
-    let rest: Vec<ChunkRead> = reads.collect();
+    let rest: Vec<ChunkRead> = reads.into();
     if rest.is_empty() {
         return Ok(first_stream);
     }
@@ -281,43 +296,57 @@ async fn cached_stream(
     Ok(first_stream.chain(rx).boxed())
 }
 
-/// The first chunk of a cold read: its bytes go to the client as the backend
-/// sends them, and the whole chunk into the cache once complete (the rest of
-/// the chunk is still read for the cache when the client's range ends
-/// earlier). Unlike `read_chunk`, concurrent readers of one cold chunk each
-/// fetch it.
-async fn stream_through(cache: ChunkCache, policy: ChunkPolicy, r: ChunkRead) -> std::io::Result<ByteStream> {
-    let ChunkRead { backend, cache_blob, blob, index, chunk, slice, etag } = r;
-    let want = (chunk.end - chunk.start) as usize;
-    let upstream = match &etag {
-        Some(e) => backend.get_if(&blob, Some(chunk), e).await,
-        None => backend.get(&blob, Some(chunk)).await,
+/// The first chunks of a cold read (consecutive chunks of one blob), in one
+/// backend request: their bytes go to the client as the backend sends them,
+/// and each chunk into the cache once complete (the rest of the request is
+/// still read for the cache when the client's range ends earlier). Unlike
+/// `read_chunk`, concurrent readers of the same cold chunks each fetch them.
+async fn stream_through(cache: ChunkCache, policy: ChunkPolicy, span: Vec<ChunkRead>) -> std::io::Result<ByteStream> {
+    let (Some(first), Some(last)) = (span.first(), span.last()) else {
+        return Ok(futures::stream::empty().boxed());
+    };
+    let range = first.chunk.start..last.chunk.end;
+    // The client's bytes, as offsets into the fetched range.
+    let wanted = first.slice.start..(last.chunk.start - range.start) as usize + last.slice.end;
+    let upstream = match &first.etag {
+        Some(e) => first.backend.get_if(&first.blob, Some(range.clone()), e).await,
+        None => first.backend.get(&first.blob, Some(range.clone())).await,
     }
     .map_err(std::io::Error::other)?;
-    let fill = Fill { upstream, buf: BytesMut::with_capacity(want), cache, cache_blob, blob, index, policy, want };
-    Ok(futures::stream::unfold(Some((fill, slice)), |state| async move {
-        let (mut fill, slice) = state?;
+    let fill = Fill {
+        upstream,
+        received: 0,
+        buf: BytesMut::with_capacity((first.chunk.end - first.chunk.start) as usize),
+        chunks: span.iter().map(|r| (r.index, (r.chunk.end - r.chunk.start) as usize)).collect(),
+        cache,
+        cache_blob: first.cache_blob.clone(),
+        blob: first.blob.clone(),
+        policy,
+        want: (range.end - range.start) as usize,
+    };
+    Ok(futures::stream::unfold(Some((fill, wanted)), |state| async move {
+        let (mut fill, wanted) = state?;
         loop {
             match fill.upstream.next().await {
                 Some(Ok(piece)) => {
-                    let start = fill.buf.len();
-                    fill.buf.extend_from_slice(&piece);
+                    let start = fill.received;
+                    fill.take(&piece).await;
                     // The part of this piece inside the client's range, if any.
-                    let from = slice.start.max(start);
-                    let to = slice.end.min(fill.buf.len());
+                    let from = wanted.start.max(start);
+                    let to = wanted.end.min(fill.received);
                     if from < to {
                         let out = piece.slice(from - start..to - start);
-                        if to == slice.end {
+                        if to == wanted.end {
                             // The client has all it asked for: fill the cache without it.
                             tokio::spawn(fill.finish());
                             return Some((Ok(out), None));
                         }
-                        return Some((Ok(out), Some((fill, slice))));
+                        return Some((Ok(out), Some((fill, wanted))));
                     }
                 }
                 Some(Err(e)) => return Some((Err(e), None)),
                 None => {
-                    let e = format!("backend returned {} of {} bytes of {}", fill.buf.len(), fill.want, fill.blob);
+                    let e = format!("backend returned {} of {} bytes of {}", fill.received, fill.want, fill.blob);
                     return Some((Err(std::io::Error::other(e)), None));
                 }
             }
@@ -326,29 +355,48 @@ async fn stream_through(cache: ChunkCache, policy: ChunkPolicy, r: ChunkRead) ->
     .boxed())
 }
 
-/// A chunk being streamed through, and what is needed to cache it.
+/// Chunks being streamed through, and what is needed to cache them.
 struct Fill {
     upstream: ByteStream,
+    /// Bytes received so far of the whole request.
+    received: usize,
+    /// The chunk being received.
     buf: BytesMut,
+    /// (index, length) of the chunks still to complete, in order.
+    chunks: std::collections::VecDeque<(u64, usize)>,
     cache: ChunkCache,
     cache_blob: String,
     blob: String,
-    index: u64,
     policy: ChunkPolicy,
+    /// Bytes of the whole request.
     want: usize,
 }
 
 impl Fill {
-    /// Read the rest of the chunk and cache it, if it arrives whole.
+    /// Add received bytes, caching each chunk as it completes.
+    async fn take(&mut self, mut piece: &[u8]) {
+        self.received += piece.len();
+        while !piece.is_empty() {
+            let Some(&(index, len)) = self.chunks.front() else { return };
+            let n = (len - self.buf.len()).min(piece.len());
+            self.buf.extend_from_slice(&piece[..n]);
+            piece = &piece[n..];
+            if self.buf.len() == len {
+                self.chunks.pop_front();
+                let next = self.chunks.front().map_or(0, |c| c.1);
+                let data = std::mem::replace(&mut self.buf, BytesMut::with_capacity(next)).freeze();
+                self.cache.fill(&self.cache_blob, index, self.policy, data).await;
+            }
+        }
+    }
+
+    /// Read the rest of the request and cache the chunks that arrive whole.
     async fn finish(mut self) {
         while let Some(piece) = self.upstream.next().await {
             match piece {
-                Ok(p) => self.buf.extend_from_slice(&p),
+                Ok(p) => self.take(&p).await,
                 Err(_) => return,
             }
-        }
-        if self.buf.len() == self.want {
-            self.cache.fill(&self.cache_blob, self.index, self.policy, self.buf.freeze()).await;
         }
     }
 }
