@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 /// At most this many pulls triggered by unknown names per second (each is
 /// one cheap round trip when nothing changed); more wait for the next.
 const TRIGGERED_PULLS_PER_SEC: u32 = 20;
-/// After a failed pull, triggered pulls wait this long, so requests naming
-/// unknown things do not queue behind timeouts while the directory site is
-/// unreachable.
+/// While pulls fail, at most one triggered pull per this interval, so
+/// requests naming unknown things do not each wait out a timeout while the
+/// directory site is unreachable.
 const FAILED_PULL_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How a satellite reaches the directory site.
@@ -115,6 +115,7 @@ struct State {
     last_started: Option<Instant>,
     last_failed: Option<Instant>,
     triggered: (Option<Instant>, u32),
+    last_triggered: Option<Instant>,
     records: u64,
     ok: u64,
     failed: u64,
@@ -363,10 +364,11 @@ impl Mirror {
         if s.last_started.is_some_and(|t| t >= asked) {
             return false;
         }
-        if s.last_failed.is_some_and(|t| t.elapsed() < FAILED_PULL_BACKOFF) && s.last_failed > s.last_ok.map(|o| o.0)
-        {
+        let failing = s.last_failed.is_some() && s.last_failed > s.last_ok.map(|o| o.0);
+        if failing && s.last_triggered.is_some_and(|t| t.elapsed() < FAILED_PULL_BACKOFF) {
             return false;
         }
+        s.last_triggered = Some(Instant::now());
         let (window, count) = &mut s.triggered;
         match window {
             Some(w) if w.elapsed() < Duration::from_secs(1) => {

@@ -29,7 +29,7 @@
 //! counts commits touching these tables. A satellite's [`Mirror`] sends
 //! `DirectoryPull` with the version it applied every pull interval (1 s by
 //! default) and at once when a request names an unknown access key or bucket
-//! (coalesced, at most 20 a second, and not within 1 s of a failed pull). The
+//! (coalesced, at most 20 a second, and one a second while pulls fail). The
 //! answer is `DirectoryUnchanged` (two integers compared: cheap), or a
 //! `DirectorySnapshot` read while no directory commit was in flight, which the
 //! mirror turns into one metadata transaction (puts of what differs, deletes

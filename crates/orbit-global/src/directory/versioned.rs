@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// How often a consistent read tries before it gives up (each try waits
-/// out commits in flight).
-const CONSISTENT_READ_TRIES: usize = 50;
+/// How long a consistent read keeps trying (waiting out commits in flight,
+/// which take an fsync each) before it gives up.
+const CONSISTENT_READ_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Counts directory commits. Wrap the directory site's store in it before
 /// anything else uses the store, so no write path escapes the count.
@@ -55,7 +55,8 @@ impl VersionedStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = MetaResult<T>>,
     {
-        for _ in 0..CONSISTENT_READ_TRIES {
+        let started = std::time::Instant::now();
+        while started.elapsed() < CONSISTENT_READ_PATIENCE {
             let begun = self.begun.load(Ordering::SeqCst);
             if self.ended.load(Ordering::SeqCst) != begun {
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -99,11 +100,73 @@ impl MetaStore for VersionedStore {
             return self.inner.commit(txn).await;
         }
         self.begun.fetch_add(1, Ordering::SeqCst);
-        let result = self.inner.commit(txn).await;
-        if result.is_ok() {
-            self.generation.fetch_add(1, Ordering::SeqCst);
+        // Counted as ended even when the caller drops this future halfway
+        // (a peer's request that timed out), or no read would ever be
+        // consistent again; and counted as a change, since it may have landed.
+        let _ended = EndOfCommit(self);
+        self.inner.commit(txn).await
+    }
+}
+
+struct EndOfCommit<'a>(&'a VersionedStore);
+
+impl Drop for EndOfCommit<'_> {
+    fn drop(&mut self) {
+        // The generation first: a reader that sees every commit ended sees its change counted.
+        self.0.generation.fetch_add(1, Ordering::SeqCst);
+        self.0.ended.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orbit_meta::MemoryStore;
+
+    /// A store whose commits never finish, like one whose caller gave up.
+    struct Stuck;
+
+    #[async_trait]
+    impl MetaStore for Stuck {
+        async fn get(&self, _: Table, _: &[u8]) -> MetaResult<Option<Vec<u8>>> {
+            Ok(None)
         }
-        self.ended.fetch_add(1, Ordering::SeqCst);
-        result
+        async fn scan(
+            &self,
+            _: Table,
+            _: Bound<Vec<u8>>,
+            _: Bound<Vec<u8>>,
+            _: usize,
+        ) -> MetaResult<Vec<(Vec<u8>, Vec<u8>)>> {
+            Ok(Vec::new())
+        }
+        async fn commit(&self, _: Txn) -> MetaResult<()> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn only_directory_commits_change_the_version() {
+        let store = VersionedStore::new(Arc::new(MemoryStore::new()));
+        let v0 = store.version();
+        store.commit(Txn::new().put(Table::Objects, b"k".to_vec(), b"v".to_vec())).await.unwrap();
+        assert_eq!(store.version(), v0);
+        store.commit(Txn::new().put(Table::Tenants, b"t".to_vec(), b"v".to_vec())).await.unwrap();
+        assert_eq!(store.version().generation, v0.generation + 1);
+        let (n, v) = store.consistent(|| async { Ok(1) }).await.unwrap().expect("nothing in flight");
+        assert_eq!((n, v), (1, store.version()));
+    }
+
+    /// Regression: a directory commit abandoned by its caller (a peer request
+    /// that timed out) left the seqlock open, and every later pull was
+    /// refused as busy.
+    #[tokio::test]
+    async fn an_abandoned_commit_does_not_block_consistent_reads_for_ever() {
+        let store = VersionedStore::new(Arc::new(Stuck));
+        let v0 = store.version();
+        let commit = store.commit(Txn::new().put(Table::Buckets, b"b".to_vec(), b"v".to_vec()));
+        let _ = tokio::time::timeout(Duration::from_millis(10), commit).await;
+        let (_, v) = store.consistent(|| async { Ok(()) }).await.unwrap().expect("not stuck");
+        assert!(v.generation > v0.generation, "it may have landed, so it counts as a change");
     }
 }
