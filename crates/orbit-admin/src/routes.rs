@@ -476,9 +476,7 @@ async fn create_bucket(
                 Error::InvalidArgument("a mode applies only to a mapped bucket (give location_prefix)".into()).into()
             );
         }
-        None => {
-            svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref(), body.home_site.as_deref()).await?
-        }
+        None => svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref(), body.home_site.as_deref()).await?,
     };
     Ok((StatusCode::CREATED, Json(bucket_view(&tenant, b))))
 }

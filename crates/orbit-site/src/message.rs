@@ -330,11 +330,17 @@ pub enum DirectoryError {
     NoSuchTenant,
     BucketNotEmpty,
     /// Only the bucket's home site can check that it is empty.
-    HomedElsewhere { home: String },
+    HomedElsewhere {
+        home: String,
+    },
     /// The request names something invalid (an unknown backend, say).
-    Invalid { message: String },
+    Invalid {
+        message: String,
+    },
     /// The directory site could not commit now; a retry may succeed.
-    Unavailable { message: String },
+    Unavailable {
+        message: String,
+    },
 }
 
 mod b64 {

@@ -392,7 +392,10 @@ impl Mirror {
             Ok(_) => Err(Error::Unavailable("the directory site answered out of protocol".into())),
             Err(e) => {
                 tracing::warn!(directory_site = %self.directory_site, error = %e, "bucket change not forwarded");
-                Err(Error::Unavailable(format!("the directory site `{}` cannot be reached, retry", self.directory_site)))
+                Err(Error::Unavailable(format!(
+                    "the directory site `{}` cannot be reached, retry",
+                    self.directory_site
+                )))
             }
         }
     }
@@ -460,8 +463,12 @@ impl BucketDirectory for Mirror {
     }
 
     async fn delete_bucket(&self, record: &BucketRecord) -> Result<()> {
-        let message =
-            Message::DirectoryDeleteBucket { req: self.req(), tenant: record.tenant_id, bucket: record.name.clone(), id: record.id };
+        let message = Message::DirectoryDeleteBucket {
+            req: self.req(),
+            tenant: record.tenant_id,
+            bucket: record.name.clone(),
+            id: record.id,
+        };
         let (version, _) = self.ask_bucket_change(message).await?;
         let _applying = self.applying.lock().await;
         let key = orbit_core::records::bucket_key(record.tenant_id, &record.name);
