@@ -16,12 +16,15 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Delivers messages to the directory site's authority, unless "partitioned".
+/// Delivers messages to the directory site's authority, unless
+/// "partitioned"; can answer a pull with an old copy, like a late answer.
 struct Loopback {
     authority: Arc<DirectoryAuthority>,
     from: SiteId,
     down: AtomicBool,
     sent: AtomicUsize,
+    last_copy: std::sync::Mutex<Option<Message>>,
+    replay_old_copy: AtomicBool,
 }
 
 #[async_trait]
@@ -31,8 +34,17 @@ impl DirectoryChannel for Loopback {
             return Err("connection refused".into());
         }
         self.sent.fetch_add(1, Ordering::SeqCst);
+        let is_pull = matches!(message, Message::DirectoryPull { .. });
+        if is_pull && self.replay_old_copy.load(Ordering::SeqCst) {
+            return self.last_copy.lock().unwrap().clone().ok_or_else(|| "no copy yet".to_owned());
+        }
         match self.authority.handle(&self.from, message).await {
-            Some(Ok(Some(answer))) => Ok(answer),
+            Some(Ok(Some(answer))) => {
+                if matches!(answer, Message::DirectorySnapshot { .. }) {
+                    *self.last_copy.lock().unwrap() = Some(answer.clone());
+                }
+                Ok(answer)
+            }
             other => Err(format!("no answer: {other:?}")),
         }
     }
@@ -105,6 +117,8 @@ async fn world_with_keys(eu_master: MasterKey, us_master: MasterKey) -> World {
         from: SiteId::new("us"),
         down: AtomicBool::new(false),
         sent: AtomicUsize::new(0),
+        last_copy: Default::default(),
+        replay_old_copy: AtomicBool::new(false),
     });
     let mirror = Mirror::new(
         SiteId::new("us"),
@@ -328,4 +342,45 @@ async fn a_satellite_cut_off_from_the_directory_site_keeps_serving_what_it_has()
     let status = w.mirror.status();
     assert!(status.last_error.unwrap().contains("cannot be reached"));
     assert_eq!(status.syncs_failed, 1);
+}
+
+/// A copy read before a bucket was created at the satellite, arriving after
+/// it, must not take the bucket away again.
+#[tokio::test]
+async fn an_old_copy_does_not_undo_a_bucket_made_here() {
+    let w = world().await;
+    let (key, _) = tenant_with_key(&w.eu.directory, "acme").await;
+    let (caller, _) = w.us.directory.authenticate(&key).await.unwrap();
+    w.eu.directory.create_tenant(&"other".parse().unwrap(), TenantModel::AdminOnly).await.unwrap();
+    w.mirror.pull().await.unwrap(); // the copy that will come back late
+    w.us.namespace.create_bucket(&caller, "fresh").await.unwrap();
+    w.link.replay_old_copy.store(true, Ordering::SeqCst);
+    assert_eq!(w.mirror.pull().await, Ok(PullOutcome::Stale));
+    assert!(w.us.namespace.head_bucket(&caller, "fresh").await.is_ok());
+    w.link.replay_old_copy.store(false, Ordering::SeqCst);
+    assert!(matches!(w.mirror.pull().await, Ok(PullOutcome::Applied { .. } | PullOutcome::Unchanged)));
+    assert!(w.us.namespace.head_bucket(&caller, "fresh").await.is_ok());
+}
+
+#[tokio::test]
+async fn qos_limits_set_at_the_directory_site_apply_at_the_satellite() {
+    use orbit_tenancy::{Direction, QosLimits, QosScope};
+    let w = world().await;
+    let (key, _) = tenant_with_key(&w.eu.directory, "acme").await;
+    let (caller, _) = w.us.directory.authenticate(&key).await.unwrap();
+    w.us.directory.qos().load().await.unwrap();
+    let tenant = caller.tenant_id;
+    let admit_twice = || {
+        let first = w.us.directory.qos().admit(tenant, None, Direction::Read).is_ok();
+        let second = w.us.directory.qos().admit(tenant, None, Direction::Read).is_ok();
+        (first, second)
+    };
+    assert_eq!(admit_twice(), (true, true));
+    let one_a_second = QosLimits { read_rps: Some(1), burst_seconds: Some(1.0), ..Default::default() };
+    w.eu.directory.qos().set(&QosScope::Tenant(tenant), one_a_second).await.unwrap();
+    w.mirror.pull().await.unwrap();
+    assert_eq!(admit_twice(), (true, false), "the mirrored limit is live at the satellite");
+    w.eu.directory.qos().clear(&QosScope::Tenant(tenant)).await.unwrap();
+    w.mirror.pull().await.unwrap();
+    assert_eq!(admit_twice(), (true, true), "and so is its removal");
 }
