@@ -174,10 +174,11 @@ def test_satellites_keep_serving_while_the_directory_site_is_partitioned(sites_f
         assert status_code == 503, code
     finally:
         sites.heal("eu")
+    # TCP connections stalled by the partition take their retransmission time to recover.
+    Sites.wait_for("the mirror at us healthy again", lambda: us.cli("site", "directory")["last_error"] is None,
+                   timeout=30)
     fresh = eu.server.new_tenant_with_key()
     assert bucket_names(us.s3(fresh)) == []
-    Sites.wait_for("the mirror at us healthy again", lambda: us.cli("site", "directory")["last_error"] is None,
-                   timeout=15)
 
 
 def test_a_directory_site_that_is_not_a_peer_is_refused_at_start(tmp_path):
