@@ -368,7 +368,9 @@ class Sites:
 
     def __init__(self, base_dir: Path, names: Iterable[str], *, mode: str | None = None,
                  delay_ms: float = 0.0, probe_interval_ms: int = 300, peer_timeout_ms: int = 1000,
-                 extra_toml: str = ""):
+                 extra_toml: str = "", extra_env: dict | None = None):
+        """`extra_toml`: config text every site gets; `extra_env`: environment
+        every site gets (e.g. one ORBIT_MASTER_KEY for all)."""
         self.names = list(names)
         assert len(set(self.names)) == len(self.names) >= 1
         self.mode = mode or default_mode()
@@ -380,12 +382,12 @@ class Sites:
         self.sites: dict[str, Site] = {}
         self._started = False
         try:
-            self._build(probe_interval_ms, peer_timeout_ms, extra_toml)
+            self._build(probe_interval_ms, peer_timeout_ms, extra_toml, dict(extra_env or {}))
         except Exception:
             self.close()
             raise
 
-    def _build(self, probe_interval_ms: int, peer_timeout_ms: int, extra_toml: str) -> None:
+    def _build(self, probe_interval_ms: int, peer_timeout_ms: int, extra_toml: str, extra_env: dict) -> None:
         if self.mode == "netns":
             self.fabric = _Fabric(len(self.names))
             hosts = self.fabric.addrs
@@ -406,7 +408,7 @@ class Sites:
         for i, name in enumerate(self.names):
             lines = [f'site = "{name}"', f'peer_addr = "{hosts[i]}:{peer_ports[i]}"',
                      f"peer_probe_interval_ms = {probe_interval_ms}", f"peer_timeout_ms = {peer_timeout_ms}"]
-            env = {}
+            env = dict(extra_env)
             for other in self.names:
                 if other == name:
                     continue

@@ -162,6 +162,10 @@ pub struct CreateBucket {
     /// For a mapped bucket: `validate` (default), `ttl=<seconds>` or `exclusive`.
     #[serde(default)]
     pub mode: Option<String>,
+    /// The site that is the authority for the bucket's contents: this site
+    /// (the default) or a configured peer. Only at the directory site.
+    #[serde(default)]
+    pub home_site: Option<String>,
 }
 
 /// Start a prefetch job: a prefix, or a manifest of keys (one or the other).

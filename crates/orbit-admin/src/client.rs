@@ -150,9 +150,20 @@ impl AdminClient {
         self.delete(&format!("/admin/v1/tenants/{}/keys/{}", seg(tenant), seg(key))).await
     }
 
-    pub async fn create_bucket(&self, tenant: &str, name: &str, backend: Option<&str>) -> Result<Bucket, ClientError> {
-        let body =
-            CreateBucket { name: name.into(), backend: backend.map(Into::into), location_prefix: None, mode: None };
+    pub async fn create_bucket(
+        &self,
+        tenant: &str,
+        name: &str,
+        backend: Option<&str>,
+        home_site: Option<&str>,
+    ) -> Result<Bucket, ClientError> {
+        let body = CreateBucket {
+            name: name.into(),
+            backend: backend.map(Into::into),
+            location_prefix: None,
+            mode: None,
+            home_site: home_site.map(Into::into),
+        };
         self.post(&format!("/admin/v1/tenants/{}/buckets", seg(tenant)), &body).await
     }
 
@@ -170,6 +181,7 @@ impl AdminClient {
             backend: backend.map(Into::into),
             location_prefix: Some(location_prefix.into()),
             mode: mode.map(Into::into),
+            home_site: None,
         };
         self.post(&format!("/admin/v1/tenants/{}/buckets", seg(tenant)), &body).await
     }

@@ -5,6 +5,7 @@
 pub mod api;
 mod audit;
 pub mod client;
+pub mod directory;
 mod error;
 mod qos;
 mod routes;

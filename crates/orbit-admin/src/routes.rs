@@ -216,6 +216,9 @@ pub fn router(svc: AdminService, metrics: MetricsRenderer) -> Router {
         .merge(crate::usage::routes())
         .merge(crate::sites::routes())
         .merge(crate::audit::routes())
+        .merge(crate::directory::routes())
+        // Innermost: a directory write at a mirroring site is refused (and recorded as such).
+        .route_layer(middleware::from_fn(crate::directory::refuse_at_mirror))
         // Inside authentication, so every authenticated action is recorded with its caller.
         .route_layer(middleware::from_fn_with_state(svc.clone(), crate::audit::record_action))
         .route_layer(middleware::from_fn_with_state(svc.clone(), authenticate))
@@ -241,6 +244,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::qos::QosApiDoc::openapi());
     doc.merge(crate::usage::UsageDoc::openapi());
     doc.merge(crate::sites::SitesDoc::openapi());
+    doc.merge(crate::directory::DirectoryDoc::openapi());
     doc
 }
 
@@ -472,7 +476,7 @@ async fn create_bucket(
                 Error::InvalidArgument("a mode applies only to a mapped bucket (give location_prefix)".into()).into()
             );
         }
-        None => svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref()).await?,
+        None => svc.create_bucket(&c, &tenant, &body.name, body.backend.as_deref(), body.home_site.as_deref()).await?,
     };
     Ok((StatusCode::CREATED, Json(bucket_view(&tenant, b))))
 }

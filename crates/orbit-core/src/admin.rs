@@ -203,21 +203,40 @@ impl AdminService {
         self.dir.delete_key(t.id, access_key_id).await
     }
 
-    /// Create a bucket of a tenant on a named backend (`default` when None).
+    /// Create a bucket of a tenant on a named backend (`default` when None),
+    /// homed at `home` (this site when None; another site must be a
+    /// configured peer).
     pub async fn create_bucket(
         &self,
         caller: &Caller,
         tenant: &str,
         name: &str,
         backend: Option<&str>,
+        home: Option<&str>,
     ) -> Result<BucketRecord> {
         let t = self.target(caller, tenant).await?;
         authorize_admin(caller, AdminAction::ManageBuckets(t.id))?;
         let backend = backend.unwrap_or(orbit_backend::BackendSet::DEFAULT);
+        let home = home.unwrap_or(self.ns.site()).to_owned();
+        let known = match self.ns.bucket_directory() {
+            Some(d) => d.knows_site(&home),
+            None => home == self.ns.site(),
+        };
+        if !known {
+            return Err(Error::InvalidArgument(format!(
+                "home site `{home}` is neither this site (`{}`) nor a configured peer",
+                self.ns.site()
+            )));
+        }
         if caller.role != Role::Operator {
             self.ns.check_bucket_limit(t.id, t.name.as_str()).await?;
         }
-        self.ns.create_bucket_in(t.id, &t.name, &BucketName::new(name)?, backend).await
+        let name = BucketName::new(name)?;
+        if home == self.ns.site() {
+            self.ns.create_bucket_in(t.id, &t.name, &name, backend).await
+        } else {
+            self.ns.create_bucket_homed(t.id, &t.name, &name, backend, &home).await
+        }
     }
 
     /// Create a bucket of a tenant over an existing location of a backend

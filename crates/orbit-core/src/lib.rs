@@ -6,6 +6,7 @@
 pub mod admin;
 mod admin_audit;
 pub mod audit;
+mod bucket_directory;
 pub mod checksum;
 mod gc;
 pub mod layout;
@@ -17,6 +18,7 @@ pub mod usage;
 pub use admin::AdminService;
 pub use admin_audit::MAX_AUDIT_LIST;
 pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditSettings, Auditor, ChainFault, ChainReport};
+pub use bucket_directory::BucketDirectory;
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
 pub use layout::{Consistency, MappedLocation};
 pub use namespace::Namespace;

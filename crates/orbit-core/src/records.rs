@@ -145,7 +145,8 @@ pub(crate) fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
     v
 }
 
-pub(crate) fn bucket_key(tenant: TenantId, name: &BucketName) -> Vec<u8> {
+/// The `buckets` table key of a tenant's bucket (tenant id ++ name).
+pub fn bucket_key(tenant: TenantId, name: &BucketName) -> Vec<u8> {
     cat(tenant.as_bytes(), name.as_str().as_bytes())
 }
 

@@ -15,3 +15,6 @@
 
 pub mod directory;
 pub mod leases;
+mod router;
+
+pub use router::PeerRouter;

@@ -14,8 +14,8 @@ mod scope;
 pub use clock::{LeaseTiming, MonoTime};
 pub use home::{Gate, HomeEvent, HomeRead, HomeSite, RevokeStatement, WriteLeaseRecord, WriteOrigin};
 pub use message::{
-    Envelope, FlushedWrite, LeaseId, Message, Outgoing, PROTOCOL_VERSION, PendingInvalidation, Refusal, RequestId,
-    SiteId, WriteId, WriteKind,
+    DirectoryEntry, DirectoryError, DirectoryTable, DirectoryVersion, Envelope, FlushedWrite, LeaseId, Message,
+    Outgoing, PROTOCOL_VERSION, PendingInvalidation, Refusal, RequestId, SiteId, WriteId, WriteKind,
 };
 pub use satellite::{FetchId, ReadPlan, SatelliteEvent, SatelliteSite, WriteLeaseState};
 pub use scope::LeaseScope;

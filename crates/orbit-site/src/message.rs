@@ -4,7 +4,7 @@
 //! instead of misreading it.
 
 use crate::scope::LeaseScope;
-use orbit_types::{BucketId, ObjectKey};
+use orbit_types::{BucketId, BucketName, ObjectKey, TenantId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -227,6 +227,58 @@ pub enum Message {
         lost_after: u64,
     },
 
+    // --- the tenancy directory: any site -> the directory site ---
+    /// Asks for the directory's records unless they are still at `known`
+    /// (the version the asker last applied): a mirror's cheap poll.
+    DirectoryPull {
+        req: RequestId,
+        known: Option<DirectoryVersion>,
+    },
+    /// Nothing changed since `known`.
+    DirectoryUnchanged {
+        req: RequestId,
+        version: DirectoryVersion,
+    },
+    /// Every directory record at `version`, as one consistent copy.
+    /// `sealed_canary` is the directory site's master-key canary, so the
+    /// receiver can tell it holds the same master key before mirroring sealed
+    /// secrets.
+    DirectorySnapshot {
+        req: RequestId,
+        version: DirectoryVersion,
+        sealed_canary: Option<String>,
+        tables: Vec<DirectoryTable>,
+    },
+    /// Create a bucket homed at the sender (S3 CreateBucket at a satellite).
+    DirectoryCreateBucket {
+        req: RequestId,
+        tenant: TenantId,
+        bucket: BucketName,
+        backend: String,
+    },
+    /// Delete a bucket record. Sent by the bucket's home site after it
+    /// deleted the (empty) bucket locally, or by another site on behalf of
+    /// a client, which the directory site honours only when it is the home.
+    DirectoryDeleteBucket {
+        req: RequestId,
+        tenant: TenantId,
+        bucket: BucketName,
+        id: BucketId,
+    },
+    /// The bucket change is committed at the directory site at `version`;
+    /// `record` is the created bucket's stored record (none for a delete).
+    DirectoryBucketDone {
+        req: RequestId,
+        version: DirectoryVersion,
+        #[serde(default, with = "opt_b64")]
+        record: Option<Vec<u8>>,
+    },
+    /// The bucket change was refused.
+    DirectoryBucketRefused {
+        req: RequestId,
+        error: DirectoryError,
+    },
+
     // --- liveness: either direction ---
     /// Asks whether the peer is up and which protocol version it speaks.
     Ping {
@@ -236,6 +288,94 @@ pub enum Message {
     Pong {
         req: RequestId,
     },
+}
+
+/// A state of the directory site's records: `epoch` is drawn at each
+/// start of the directory site, `generation` counts its committed changes
+/// since, so two equal versions mean the same records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DirectoryVersion {
+    pub epoch: u64,
+    pub generation: u64,
+}
+
+impl fmt::Display for DirectoryVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}.{}", self.epoch, self.generation)
+    }
+}
+
+/// Every record of one metadata table, by its table name, keys and values
+/// as stored (base64 on the wire).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryTable {
+    pub table: String,
+    pub entries: Vec<DirectoryEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryEntry {
+    #[serde(with = "b64")]
+    pub key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub value: Vec<u8>,
+}
+
+/// Why the directory site refused a bucket change; each maps to one
+/// semantic error at the asking site.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectoryError {
+    BucketExists,
+    NoSuchBucket,
+    NoSuchTenant,
+    BucketNotEmpty,
+    /// Only the bucket's home site can check that it is empty.
+    HomedElsewhere {
+        home: String,
+    },
+    /// The request names something invalid (an unknown backend, say).
+    Invalid {
+        message: String,
+    },
+    /// The directory site could not commit now; a retry may succeed.
+    Unavailable {
+        message: String,
+    },
+}
+
+mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_some(&STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => STANDARD.decode(text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }
 
 /// A message with its protocol version and sender.
@@ -301,6 +441,30 @@ mod tests {
         let refused = Message::Refused { req: RequestId(5), reason: Refusal::NotImplemented };
         let back: Message = serde_json::from_str(&serde_json::to_string(&refused).unwrap()).unwrap();
         assert_eq!(back, refused);
+    }
+
+    #[test]
+    fn directory_records_travel_as_base64_and_round_trip() {
+        let snap = Message::DirectorySnapshot {
+            req: RequestId(1),
+            version: DirectoryVersion { epoch: 7, generation: 3 },
+            sealed_canary: Some("sealed".into()),
+            tables: vec![DirectoryTable {
+                table: "tenants".into(),
+                entries: vec![DirectoryEntry { key: vec![0, 255, 1], value: b"{}".to_vec() }],
+            }],
+        };
+        let json = serde_json::to_string(&snap).unwrap();
+        assert!(json.contains("\"AP8B\""), "{json}");
+        assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), snap);
+        let done = Message::DirectoryBucketDone {
+            req: RequestId(2),
+            version: DirectoryVersion { epoch: 7, generation: 4 },
+            record: None,
+        };
+        assert_eq!(serde_json::from_str::<Message>(&serde_json::to_string(&done).unwrap()).unwrap(), done);
+        let bad = r#"{"type":"DirectoryBucketDone","req":2,"version":{"epoch":1,"generation":1},"record":"!!"}"#;
+        assert!(serde_json::from_str::<Message>(bad).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::{
 use orbit_meta::{MetaError, MetaStore, MetaStoreExt, Table, Txn, decode, encode};
 use orbit_types::{Error, Resource, Result, Role, TenantId, TenantName, UserId, UserName, now_ms};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a resolved credential is reused. Deleting a key, user or tenant
@@ -14,6 +14,18 @@ const CREDENTIAL_TTL: Duration = Duration::from_secs(30);
 const CREDENTIAL_CACHE_MAX: usize = 100_000;
 
 type CredentialCache = Mutex<HashMap<String, (Instant, Caller, String)>>;
+
+const CANARY_KEY: &[u8] = b"master_key_canary";
+const CANARY: &str = "orbit master key canary";
+
+/// Brings this site's copy of the directory up to date when a request names
+/// something it does not know (a site that mirrors the directory site's
+/// records; see orbit-global). Concurrent calls are coalesced by the
+/// implementation, which also bounds how often it asks.
+#[async_trait::async_trait]
+pub trait DirectoryRefresh: Send + Sync + 'static {
+    async fn refresh(&self);
+}
 
 /// Map a metadata-store failure to the core vocabulary.
 pub fn meta_error(e: MetaError) -> Error {
@@ -42,12 +54,33 @@ pub struct Directory {
     credentials: Arc<CredentialCache>,
     /// Rate and bandwidth limits of tenants and buckets.
     qos: crate::Qos,
+    /// Set at a site that mirrors the directory: asked before an unknown
+    /// access key is refused.
+    refresh: Arc<OnceLock<Arc<dyn DirectoryRefresh>>>,
 }
 
 impl Directory {
     pub fn new(meta: Arc<dyn MetaStore>, master: MasterKey) -> Self {
         let qos = crate::Qos::new(meta.clone());
-        Self { meta, master, credentials: Arc::default(), qos }
+        Self { meta, master, credentials: Arc::default(), qos, refresh: Arc::default() }
+    }
+
+    /// Refresh the mirrored directory before refusing an unknown key (set
+    /// once, at a site that is not the directory site).
+    pub fn set_refresh(&self, refresh: Arc<dyn DirectoryRefresh>) {
+        let _ = self.refresh.set(refresh);
+    }
+
+    /// The master-key canary as stored (sealed), for a peer to check that it
+    /// holds the same key.
+    pub async fn sealed_canary(&self) -> Result<Option<String>> {
+        let raw = self.meta.get(Table::Settings, CANARY_KEY).await.map_err(meta_error)?;
+        Ok(raw.and_then(|r| String::from_utf8(r).ok()))
+    }
+
+    /// Whether `sealed` is a canary sealed with this site's master key.
+    pub fn opens_canary(&self, sealed: &str) -> bool {
+        self.master.open(sealed).is_ok_and(|text| text == CANARY)
     }
 
     /// The QoS limits and their live limiters (load them once at start-up).
@@ -55,8 +88,9 @@ impl Directory {
         &self.qos
     }
 
-    /// Forget every resolved credential (after any change to tenants, users or keys).
-    pub(crate) fn forget_credentials(&self) {
+    /// Forget every resolved credential (after any change to tenants, users,
+    /// keys or grants, here or mirrored from the directory site).
+    pub fn forget_credentials(&self) {
         if let Ok(mut c) = self.credentials.lock() {
             c.clear();
         }
@@ -78,8 +112,6 @@ impl Directory {
     /// Make sure the master key is the one this store's secrets were sealed
     /// with, so a wrong key stops start-up instead of failing every request.
     pub async fn check_master_key(&self) -> Result<()> {
-        const CANARY_KEY: &[u8] = b"master_key_canary";
-        const CANARY: &str = "orbit master key canary";
         match self.meta.get(Table::Settings, CANARY_KEY).await.map_err(meta_error)? {
             Some(sealed) => match String::from_utf8(sealed).ok().and_then(|s| self.master.open(&s).ok()) {
                 Some(text) if text == CANARY => Ok(()),
@@ -378,7 +410,16 @@ impl Directory {
         {
             return Ok((caller.clone(), secret.clone()));
         }
-        let (caller, secret) = self.authenticate_uncached(access_key_id).await?;
+        let (caller, secret) = match self.authenticate_uncached(access_key_id).await {
+            Err(Error::NotFound(_)) if self.refresh.get().is_some() => {
+                // A key created at the directory site moments ago: pull, then look again.
+                if let Some(r) = self.refresh.get() {
+                    r.refresh().await;
+                }
+                self.authenticate_uncached(access_key_id).await?
+            }
+            other => other?,
+        };
         if let Ok(mut c) = self.credentials.lock() {
             if c.len() >= CREDENTIAL_CACHE_MAX {
                 c.clear();

@@ -10,7 +10,7 @@ mod qos;
 mod secrets;
 
 pub use authz::{AdminAction, authorize_admin, may_grant};
-pub use directory::{Directory, meta_error};
+pub use directory::{Directory, DirectoryRefresh, meta_error};
 pub use grants::{Access, Grant, Grants, MAX_GRANTS_PER_USER};
 pub use limits::{TenantLimits, check_limit, set_tenant_limits, tenant_limits};
 pub use model::{AccessKeyRecord, Caller, TenantModel, TenantRecord, UserRecord};

@@ -260,6 +260,18 @@ impl<C: Clock + Clone> Qos<C> {
         Ok(())
     }
 
+    /// Apply the stored limits of the scope with this `qos` table key (none
+    /// stored: unlimited), after the record changed behind the registry's
+    /// back (mirrored from the directory site).
+    pub async fn reload_key(&self, key: &[u8]) -> Result<()> {
+        let Some(scope) = QosScope::from_key(key) else {
+            return Err(Error::Internal("a QoS record has a malformed key".into()));
+        };
+        let limits = self.meta.get_record(Table::Qos, key).await.map_err(meta_error)?.unwrap_or_default();
+        self.install(&scope, limits);
+        Ok(())
+    }
+
     /// The stored limits of a scope (all unset when none were set).
     pub async fn get(&self, scope: &QosScope) -> Result<QosLimits> {
         Ok(self.meta.get_record(Table::Qos, &scope.key()).await.map_err(meta_error)?.unwrap_or_default())

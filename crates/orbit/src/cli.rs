@@ -237,6 +237,10 @@ pub enum BucketCmd {
         /// ttl=<seconds> (reads may be that stale) or exclusive (Orbit is the only writer).
         #[arg(long, requires = "location_prefix")]
         mode: Option<String>,
+        /// The site that is the authority for the bucket's contents: this
+        /// site (the default) or a configured peer (at the directory site).
+        #[arg(long, conflicts_with = "location_prefix")]
+        home: Option<String>,
     },
     List {
         #[arg(long)]
@@ -572,13 +576,16 @@ async fn run_async(cmd: AdminCommand, conn: Connection) -> Result<()> {
         AdminCommand::Bucket { cmd } => {
             let c = conn.client()?;
             match cmd {
-                BucketCmd::Create { tenant, name, backend, location_prefix: None, .. } => {
-                    let b = c.create_bucket(&tenant, &name, backend.as_deref()).await?;
+                BucketCmd::Create { tenant, name, backend, location_prefix: None, home, .. } => {
+                    let b = c.create_bucket(&tenant, &name, backend.as_deref(), home.as_deref()).await?;
                     emit(conn.output, &b, || {
-                        println!("created bucket {} in tenant {} on backend {}", b.name, b.tenant, b.backend)
+                        println!(
+                            "created bucket {} in tenant {} on backend {}, homed at site {}",
+                            b.name, b.tenant, b.backend, b.home_site
+                        )
                     })
                 }
-                BucketCmd::Create { tenant, name, backend, location_prefix: Some(prefix), mode } => {
+                BucketCmd::Create { tenant, name, backend, location_prefix: Some(prefix), mode, .. } => {
                     let b =
                         c.create_mapped_bucket(&tenant, &name, backend.as_deref(), &prefix, mode.as_deref()).await?;
                     emit(conn.output, &b, || {

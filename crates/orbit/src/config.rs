@@ -42,6 +42,12 @@ pub struct Config {
     /// The other sites, by name. Each pair of sites shares a secret, from
     /// `ORBIT_PEER_SECRET_<NAME>` or the peer's `secret_file`.
     pub peers: BTreeMap<String, PeerSettings>,
+    /// The site that is the authority for tenants, users, keys, grants,
+    /// limits, QoS, quotas and buckets (default: this site). Every other site
+    /// mirrors them from it; all sites must share the master key.
+    pub directory_site: Option<String>,
+    /// Milliseconds between pulls of the directory at a mirroring site.
+    pub directory_pull_interval_ms: u64,
 }
 
 /// One peer site.
@@ -210,6 +216,8 @@ impl Default for Config {
             peer_probe_interval_ms: 2000,
             peer_timeout_ms: 2000,
             peers: BTreeMap::new(),
+            directory_site: None,
+            directory_pull_interval_ms: 1000,
         }
     }
 }
@@ -249,7 +257,22 @@ impl Config {
                 bail!("config field `s3_domains`: `{d}` is not a domain name");
             }
         }
-        self.validate_peers()
+        self.validate_peers()?;
+        if let Some(d) = &self.directory_site
+            && d != &self.site
+            && !self.peers.contains_key(d)
+        {
+            bail!("config field `directory_site`: `{d}` is neither this site (`{}`) nor a configured peer", self.site);
+        }
+        if self.directory_pull_interval_ms == 0 {
+            bail!("config field `directory_pull_interval_ms` must be positive");
+        }
+        Ok(())
+    }
+
+    /// The directory site's name (this site unless configured otherwise).
+    pub fn directory_site(&self) -> &str {
+        self.directory_site.as_deref().unwrap_or(&self.site)
     }
 
     pub fn backend_root(&self) -> PathBuf {
@@ -408,5 +431,25 @@ mod tests {
         let pc = load(&text).unwrap().peer_config().unwrap();
         assert!(!format!("{pc:?}").contains("long-enough"), "secrets stay out of Debug output");
         assert_eq!(pc.peers.len(), 1);
+    }
+
+    #[test]
+    fn the_directory_site_is_this_site_or_a_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("orbit.toml");
+        let load = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            Config::load(Some(&p))
+        };
+        assert_eq!(load("site = \"eu\"\n").unwrap().directory_site(), "eu");
+        assert_eq!(load("site = \"eu\"\ndirectory_site = \"eu\"\n").unwrap().directory_site(), "eu");
+        let c = load("site = \"eu\"\ndirectory_site = \"us\"\n[peers.us]\nurl = \"http://h:1\"\n").unwrap();
+        assert_eq!(c.directory_site(), "us");
+        let e = load("site = \"eu\"\ndirectory_site = \"asia\"\n[peers.us]\nurl = \"http://h:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`directory_site`") && e.contains("asia"), "{e}");
+        let e = load("site = \"eu\"\ndirectory_pull_interval_ms = 0\n").unwrap_err().to_string();
+        assert!(e.contains("`directory_pull_interval_ms`"), "{e}");
     }
 }

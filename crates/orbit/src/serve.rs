@@ -159,6 +159,15 @@ pub async fn run(config: Config) -> Result<()> {
         }
         StoreKind::Memory => Arc::new(orbit_meta::MemoryStore::new()),
     };
+    // The directory site of a multi-site deployment counts every change to
+    // directory records, so mirrors' polls are cheap; wrapped before anything
+    // else holds the store, so no write escapes the count.
+    let versioned = (!config.peers.is_empty() && config.directory_site() == config.site)
+        .then(|| orbit_global::directory::VersionedStore::new(meta.clone()));
+    let meta: Arc<dyn MetaStore> = match &versioned {
+        Some(v) => v.clone(),
+        None => meta,
+    };
     let default: Arc<dyn Backend> = match config.backends.get(BackendSet::DEFAULT) {
         Some(b) => named_backend(BackendSet::DEFAULT, b)?,
         None => match config.backend.kind {
@@ -224,12 +233,19 @@ pub async fn run(config: Config) -> Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let peering = crate::sites::Peering::start(&config, stopped(stop_rx.clone())).await?;
+    let parts = crate::sites::SiteParts {
+        meta: meta.clone(),
+        versioned,
+        directory: directory.clone(),
+        namespace: namespace.clone(),
+    };
+    let peering = crate::sites::Peering::start(&config, parts, stopped(stop_rx.clone())).await?;
     let admin = orbit_admin::router(
         AdminService::new(directory.clone(), namespace.clone(), prefetcher).with_auditor(auditor.clone()),
         Arc::new(move || prometheus.render()),
     );
     let admin = orbit_admin::sites::with_sites(admin, peering.renderer.clone());
+    let admin = orbit_admin::directory::with_directory(admin, peering.directory.clone());
     let s3_task = tokio::spawn(s3.serve(s3_listener, stopped(stop_rx.clone())));
     let admin_task =
         tokio::spawn(async move { axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx)).await });

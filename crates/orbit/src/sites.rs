@@ -1,10 +1,18 @@
 //! The site's peer channel in `orbit serve`: the listener for peer sites,
-//! the client to them, the liveness prober, and the view the admin API shows.
+//! the client to them, the liveness prober, the directory (served here or
+//! mirrored from the directory site), and the views the admin API shows.
 
 use crate::config::Config;
 use anyhow::{Context, Result};
+use orbit_admin::directory::{DirectoryRenderer, DirectoryStatus};
 use orbit_admin::sites::{Site, SitesRenderer};
+use orbit_core::Namespace;
+use orbit_global::PeerRouter;
+use orbit_global::directory::{DirectoryAuthority, DirectorySiteBuckets, Mirror, PeerChannel, VersionedStore};
+use orbit_meta::MetaStore;
 use orbit_peer::{LivenessHandler, PeerClient, PeerServer, Prober};
+use orbit_site::SiteId;
+use orbit_tenancy::Directory;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,30 +22,57 @@ use tokio::task::JoinHandle;
 /// What runs for the peer channel; dropped with `stop`.
 pub struct Peering {
     pub renderer: SitesRenderer,
+    pub directory: DirectoryRenderer,
     server: Option<JoinHandle<std::io::Result<()>>>,
     prober: Option<JoinHandle<()>>,
+    mirror: Option<JoinHandle<()>>,
+}
+
+/// The parts of the site the directory is served from or mirrored into.
+pub struct SiteParts {
+    pub meta: Arc<dyn MetaStore>,
+    /// The directory site's change-counting store (None elsewhere).
+    pub versioned: Option<Arc<VersionedStore>>,
+    pub directory: Directory,
+    pub namespace: Namespace,
 }
 
 impl Peering {
     /// Start the listener and the prober when peers are configured; with
     /// none, only this site is shown and no port is opened (nothing could
-    /// authenticate to it).
-    pub async fn start(config: &Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Self> {
+    /// authenticate to it), and the site is its own directory.
+    pub async fn start(
+        config: &Config,
+        parts: SiteParts,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Self> {
         let peer_config = config.peer_config()?;
         let local_name = config.site.clone();
         if peer_config.peers.is_empty() {
             let renderer: SitesRenderer = Arc::new(move || vec![local_site(&local_name, None)]);
-            return Ok(Self { renderer, server: None, prober: None });
+            let site = config.site.clone();
+            let directory: DirectoryRenderer = Arc::new(move || DirectoryStatus {
+                directory_site: site.clone(),
+                site: site.clone(),
+                is_directory_site: true,
+                ..Default::default()
+            });
+            return Ok(Self { renderer, directory, server: None, prober: None, mirror: None });
         }
         let listener = TcpListener::bind(config.peer_addr)
             .await
             .with_context(|| format!("cannot listen on {} (peer_addr)", config.peer_addr))?;
         let client = Arc::new(PeerClient::new(&peer_config)?);
-        let prober = Prober::new(client);
+        let prober = Prober::new(client.clone());
         let timeout = Duration::from_millis(config.peer_timeout_ms);
         let probing = prober.start(Duration::from_millis(config.peer_probe_interval_ms), timeout);
-        // The lease state machines replace this handler in the next step.
-        let server = PeerServer::new(&peer_config, Arc::new(LivenessHandler));
+        // Lease messages go to this handler; the lease protocol plugs in here.
+        let mut router = PeerRouter::new(Arc::new(LivenessHandler));
+        let (directory, mirror, authority) = wire_directory(config, parts, &client).await?;
+        if let Some(a) = authority {
+            router = router.with_directory(a);
+        }
+        let server = PeerServer::new(&peer_config, Arc::new(router));
         let serving = tokio::spawn(server.serve(listener, shutdown));
         let own_url = format!("http://{}", config.peer_addr);
         let renderer: SitesRenderer = Arc::new(move || {
@@ -57,7 +92,7 @@ impl Peering {
             sites
         });
         tracing::info!(peer = %config.peer_addr, peers = peer_config.peers.len(), "peer listener up");
-        Ok(Self { renderer, server: Some(serving), prober: Some(probing) })
+        Ok(Self { renderer, directory, server: Some(serving), prober: Some(probing), mirror })
     }
 
     /// Stop probing and wait for the listener to finish in-flight requests.
@@ -65,10 +100,80 @@ impl Peering {
         if let Some(p) = self.prober {
             p.abort();
         }
+        if let Some(m) = self.mirror {
+            m.abort();
+        }
         if let Some(s) = self.server {
             let _ = s.await;
         }
     }
+}
+
+/// Serve the directory (at the directory site) or mirror it (elsewhere).
+async fn wire_directory(
+    config: &Config,
+    parts: SiteParts,
+    client: &Arc<PeerClient>,
+) -> Result<(DirectoryRenderer, Option<JoinHandle<()>>, Option<Arc<DirectoryAuthority>>)> {
+    let site = config.site.clone();
+    let directory_site = config.directory_site().to_owned();
+    let peers: Vec<String> = config.peers.keys().cloned().collect();
+    if directory_site == site {
+        let versioned = parts.versioned.context("the directory site needs its change-counting store")?;
+        let authority = Arc::new(DirectoryAuthority::new(
+            SiteId::new(site.clone()),
+            versioned,
+            parts.directory,
+            parts.namespace.clone(),
+        ));
+        parts.namespace.set_bucket_directory(Arc::new(DirectorySiteBuckets::new(site.clone(), peers)));
+        let shown = authority.clone();
+        let renderer: DirectoryRenderer = Arc::new(move || DirectoryStatus {
+            directory_site: site.clone(),
+            site: site.clone(),
+            is_directory_site: true,
+            version: Some(shown.version().to_string()),
+            ..Default::default()
+        });
+        return Ok((renderer, None, Some(authority)));
+    }
+    let channel = Arc::new(PeerChannel::new(
+        client.clone(),
+        SiteId::new(directory_site.clone()),
+        Duration::from_millis(config.peer_timeout_ms),
+    ));
+    let mirror = Mirror::new(
+        SiteId::new(site.clone()),
+        SiteId::new(directory_site.clone()),
+        peers,
+        channel,
+        parts.meta,
+        parts.directory,
+        parts.namespace,
+    );
+    mirror.install();
+    // A first copy before serving; failing it, the site serves what it has.
+    match mirror.pull().await {
+        Ok(outcome) => tracing::info!(directory_site = %directory_site, ?outcome, "directory mirrored"),
+        Err(e) => tracing::warn!(directory_site = %directory_site, error = %e, "directory not mirrored at start"),
+    }
+    let task = mirror.spawn(Duration::from_millis(config.directory_pull_interval_ms));
+    let renderer: DirectoryRenderer = Arc::new(move || {
+        let s = mirror.status();
+        DirectoryStatus {
+            directory_site: s.directory_site,
+            site: site.clone(),
+            is_directory_site: false,
+            version: s.version.map(|v| v.to_string()),
+            last_sync_ms: s.last_sync_ms,
+            lag_ms: s.lag.map(|d| d.as_millis() as u64),
+            records_mirrored: s.records_mirrored,
+            syncs_ok: s.syncs_ok,
+            syncs_failed: s.syncs_failed,
+            last_error: s.last_error,
+        }
+    });
+    Ok((renderer, Some(task), None))
 }
 
 fn local_site(name: &str, url: Option<String>) -> Site {

@@ -18,13 +18,33 @@ impl Namespace {
         self.create_bucket_in(caller.tenant_id, &caller.tenant, &name, orbit_backend::BackendSet::DEFAULT).await
     }
 
-    /// Create a bucket in a tenant (admin path; the caller is authorised already).
+    /// Create a bucket in a tenant, homed at this site (the caller is
+    /// authorised already). At a site that mirrors the directory, the
+    /// directory site creates it and its record is applied here before this
+    /// returns.
     pub async fn create_bucket_in(
         &self,
         tenant: TenantId,
         tenant_name: &orbit_types::TenantName,
         name: &BucketName,
         backend: &str,
+    ) -> Result<BucketRecord> {
+        if let Some(d) = self.mirrored_directory() {
+            return d.create_bucket(tenant, name, backend).await;
+        }
+        let home = self.site.clone();
+        self.create_bucket_homed(tenant, tenant_name, name, backend, &home).await
+    }
+
+    /// Create a bucket record here, homed at `home_site` (at the directory
+    /// site, for a bucket another site asked for or an operator placed).
+    pub async fn create_bucket_homed(
+        &self,
+        tenant: TenantId,
+        tenant_name: &orbit_types::TenantName,
+        name: &BucketName,
+        backend: &str,
+        home_site: &str,
     ) -> Result<BucketRecord> {
         if !self.has_backend(backend) {
             return Err(Error::InvalidArgument(format!("unknown backend `{backend}`")));
@@ -34,7 +54,7 @@ impl Namespace {
             tenant_id: tenant,
             name: name.clone(),
             created_ms: now_ms(),
-            home_site: self.site.clone(),
+            home_site: home_site.to_owned(),
             backend: backend.to_owned(),
             cache: Default::default(),
             pinned_prefixes: Vec::new(),
@@ -153,10 +173,63 @@ impl Namespace {
     }
 
     /// Delete a bucket of a tenant; with `force`, its objects are deleted first.
+    ///
+    /// With several sites only the bucket's home holds its objects, so only
+    /// the home can tell that it is empty: the home deletes it locally (one
+    /// conditional commit, as on a single site) and then has the directory
+    /// site delete the record; any other site asks the directory site, which
+    /// deletes only a bucket homed there and otherwise names the home.
     pub async fn delete_bucket_in(&self, tenant: TenantId, name: &str, force: bool) -> Result<()> {
+        let Some(d) = self.bucket_directory().cloned() else {
+            return self.delete_bucket_here(tenant, name, force, None).await;
+        };
+        let record = self.resolve_bucket(tenant, name).await?.record;
+        if record.home_site != self.site {
+            if d.is_directory_site() {
+                return Err(homed_elsewhere(&record.home_site));
+            }
+            return d.delete_bucket(&record).await;
+        }
+        if d.is_directory_site() {
+            return self.delete_bucket_here(tenant, name, force, Some(record.id)).await;
+        }
+        // Home here, directory elsewhere: the mirror must not bring the
+        // record back between the local delete and the directory's.
+        d.hold_deleted(&record, true);
+        let outcome = async {
+            self.delete_bucket_here(tenant, name, force, Some(record.id)).await?;
+            if let Err(e) = d.delete_bucket(&record).await {
+                // The directory still has it: so does this site, empty.
+                let key = crate::records::bucket_key(tenant, &record.name);
+                let txn = Txn::new().require_absent(Table::Buckets, key.clone()).put(Table::Buckets, key, encode(&record));
+                if let Err(put_back) = self.meta.commit(txn).await {
+                    tracing::warn!(error = %put_back, "could not restore a bucket record after a failed deletion; the mirror will");
+                }
+                return Err(e);
+            }
+            Ok(())
+        }
+        .await;
+        d.hold_deleted(&record, false);
+        outcome
+    }
+
+    /// Delete a bucket record and what hangs on it in this site's store
+    /// (`expect`: only if it is still that bucket). The caller decided that
+    /// this site may (see `delete_bucket_in`).
+    pub async fn delete_bucket_here(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        force: bool,
+        expect: Option<BucketId>,
+    ) -> Result<()> {
         for _ in 0..MAX_CAS_RETRIES {
             let b = self.resolve_bucket(tenant, name).await?;
             let id = b.record.id;
+            if expect.is_some_and(|e| e != id) {
+                return Err(Error::NotFound(Resource::Bucket));
+            }
             if force {
                 self.purge_objects(tenant, id).await?;
             }
@@ -233,4 +306,9 @@ impl Namespace {
         let any = self.meta.scan_prefix(Table::Buckets, tenant.as_bytes(), None, 1).await.map_err(meta_error)?;
         Ok(!any.is_empty())
     }
+}
+
+/// A bucket is deleted at its home site, the one that holds its objects.
+fn homed_elsewhere(home: &str) -> Error {
+    Error::InvalidRequest(format!("the bucket is homed at site `{home}`: delete it there"))
 }

@@ -41,6 +41,8 @@ pub struct Namespace {
     /// Object metadata of mapped buckets, as their consistency modes allow.
     mapped_meta: Arc<mapped::MetaCache>,
     meter: crate::usage::meter::Meter,
+    /// Set in a multi-site deployment: where bucket records are decided.
+    bucket_directory: Arc<std::sync::OnceLock<Arc<dyn crate::BucketDirectory>>>,
 }
 
 /// A bucket as read, with the exact stored bytes so a commit can require
@@ -66,7 +68,28 @@ impl Namespace {
             decoded_objects: Arc::new(DecodeCache::new(DECODED_OBJECTS)),
             mapped_meta: Default::default(),
             meter,
+            bucket_directory: Arc::default(),
         }
+    }
+
+    /// Join a multi-site deployment: bucket records are decided at the
+    /// directory site (set once, before serving).
+    pub fn set_bucket_directory(&self, directory: Arc<dyn crate::BucketDirectory>) {
+        let _ = self.bucket_directory.set(directory);
+    }
+
+    pub(crate) fn bucket_directory(&self) -> Option<&Arc<dyn crate::BucketDirectory>> {
+        self.bucket_directory.get()
+    }
+
+    /// The directory hook at a site that mirrors the directory (not the directory site).
+    pub(crate) fn mirrored_directory(&self) -> Option<&Arc<dyn crate::BucketDirectory>> {
+        self.bucket_directory.get().filter(|d| !d.is_directory_site())
+    }
+
+    /// This site's name (the home of the buckets it creates).
+    pub fn site(&self) -> &str {
+        &self.site
     }
 
     pub(crate) fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -150,8 +173,15 @@ impl Namespace {
         // An invalid name cannot exist; report it as missing like any other.
         let name = BucketName::new(name).map_err(|_| Error::NotFound(Resource::Bucket))?;
         let key = bucket_key(tenant, &name);
-        let raw =
-            self.meta.get(Table::Buckets, &key).await.map_err(meta_error)?.ok_or(Error::NotFound(Resource::Bucket))?;
+        let mut raw = self.meta.get(Table::Buckets, &key).await.map_err(meta_error)?;
+        if raw.is_none()
+            && let Some(d) = self.mirrored_directory()
+        {
+            // Perhaps created at another site moments ago: pull the directory, look again.
+            d.refresh().await;
+            raw = self.meta.get(Table::Buckets, &key).await.map_err(meta_error)?;
+        }
+        let raw = raw.ok_or(Error::NotFound(Resource::Bucket))?;
         let record = self.decoded_buckets.decode(&key, &raw).map_err(meta_error)?;
         Ok(ResolvedBucket { record, raw, key })
     }

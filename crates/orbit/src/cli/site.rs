@@ -11,6 +11,9 @@ pub enum SiteCmd {
     List,
     /// One site by name.
     Show { name: String },
+    /// Where this site's tenants, users, keys and buckets come from, and how
+    /// fresh its copy is.
+    Directory,
 }
 
 const HEADER: [&str; 7] = ["name", "url", "state", "rtt", "version", "last seen", "last error"];
@@ -42,6 +45,25 @@ pub async fn run(cmd: SiteCmd, conn: &Connection) -> Result<()> {
         SiteCmd::Show { name } => {
             let site = c.get_site(&name).await?;
             emit(conn.output, &site, || print_table(&HEADER, vec![row(&site)]))
+        }
+        SiteCmd::Directory => {
+            let d = c.directory_status().await?;
+            emit(conn.output, &d, || {
+                if d.is_directory_site {
+                    println!("site {} is the directory site (version {})", d.site, d.version.as_deref().unwrap_or("-"));
+                    return;
+                }
+                let rows = vec![vec![
+                    d.directory_site.clone(),
+                    d.version.clone().unwrap_or_else(|| "-".into()),
+                    d.last_sync_ms.map_or("never".into(), fmt_time),
+                    d.lag_ms.map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+                    d.records_mirrored.to_string(),
+                    format!("{} ok / {} failed", d.syncs_ok, d.syncs_failed),
+                    d.last_error.clone().unwrap_or_else(|| "-".into()),
+                ]];
+                print_table(&["directory site", "version", "last sync", "lag", "records", "pulls", "last error"], rows)
+            })
         }
     }
 }

@@ -1,1 +1,0 @@
-//! Mirrors the tenancy directory from the directory site (see the crate doc).
