@@ -20,6 +20,7 @@ pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditSettings, Auditor, Cha
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
 pub use layout::{Consistency, MappedLocation};
 pub use namespace::Namespace;
+pub use namespace::global::{RemoteBuckets, WriteGate, WritePass};
 pub use namespace::list::{ListPage, ListQuery};
 pub use namespace::multipart::{CompletedPart, PartsPage, UploadsPage};
 pub use namespace::object::{

@@ -3,6 +3,7 @@
 
 mod access;
 mod bucket;
+pub mod global;
 pub mod list;
 mod mapped;
 pub mod multipart;
@@ -41,6 +42,10 @@ pub struct Namespace {
     /// Object metadata of mapped buckets, as their consistency modes allow.
     mapped_meta: Arc<mapped::MetaCache>,
     meter: crate::usage::meter::Meter,
+    /// The home site's write gate (see `global`), when sites are configured.
+    gate: Option<Arc<dyn global::WriteGate>>,
+    /// The satellite path for buckets homed elsewhere, when sites are configured.
+    remote: Option<Arc<dyn global::RemoteBuckets>>,
 }
 
 /// A bucket as read, with the exact stored bytes so a commit can require
@@ -66,6 +71,8 @@ impl Namespace {
             decoded_objects: Arc::new(DecodeCache::new(DECODED_OBJECTS)),
             mapped_meta: Default::default(),
             meter,
+            gate: None,
+            remote: None,
         }
     }
 

@@ -85,6 +85,7 @@ impl Namespace {
         // Every step of an upload (part, part copy, complete, abort, list parts) writes its key.
         super::access::require_write_key(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        self.refuse_remote_multipart(&b.record)?;
         let id: UploadId = upload_id.parse().map_err(|_| Error::NotFound(Resource::Upload))?;
         let ukey = upload_key(b.record.id, id);
         let raw =
@@ -116,6 +117,7 @@ impl Namespace {
             return Err(Error::InvalidRequest("the FULL_OBJECT checksum type needs a CRC algorithm".into()));
         }
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        self.refuse_remote_multipart(&b.record)?;
         if let Some(m) = &b.record.mapped {
             super::mapped::mapped_path(m, key)?;
         }
@@ -312,6 +314,9 @@ impl Namespace {
         if parts.windows(2).any(|w| w[0].number >= w[1].number) {
             return Err(Error::InvalidPartOrder);
         }
+        let gated = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        self.refuse_remote_multipart(&gated.record)?;
+        let pass = self.open_gate(&gated.record, &[key.to_owned()]).await?;
         for _ in 0..MAX_CAS_RETRIES {
             let up = match self.resolve_upload(caller, bucket, key, upload_id).await {
                 Err(Error::NotFound(Resource::Upload)) => {
@@ -411,6 +416,7 @@ impl Namespace {
             }
             match self.meta.commit(txn).await {
                 Ok(()) => {
+                    pass.committed();
                     guard.report(soft);
                     self.gc.wake();
                     return Ok(rec);
@@ -515,6 +521,7 @@ impl Namespace {
         // Uploads in progress are writes: listing them needs write on the whole prefix.
         super::access::require_list(caller, bucket, prefix, orbit_tenancy::Access::Write)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        self.refuse_remote_multipart(&b.record)?;
         let rows = self
             .meta
             .scan_prefix(Table::Uploads, b.record.id.as_bytes(), None, usize::MAX)

@@ -1,0 +1,144 @@
+//! The hooks of the global namespace. orbit-core knows nothing of sites,
+//! leases or peers; it only asks two questions, through traits another crate
+//! (orbit-global) implements and the binary installs:
+//!
+//! - for a bucket homed at this site, may a write of these keys be committed
+//!   now? ([`WriteGate`]: every lease covering the keys is invalidated or
+//!   surely expired first, so no other site still serves the old value);
+//! - for a bucket homed at another site, who serves this operation?
+//!   ([`RemoteBuckets`]: the satellite path, which never touches this site's
+//!   object tables for such a bucket).
+
+use super::Namespace;
+use super::list::{ListPage, ListQuery};
+use super::object::{CopySource, GetObject, MetadataDirective, ObjectBody, PutObject, WriteConditions};
+use crate::records::{BucketRecord, ObjectRecord};
+use async_trait::async_trait;
+use orbit_tenancy::Caller;
+use orbit_types::{Error, Result, TenantId};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Permission to commit one gated write. Call [`WritePass::committed`] once
+/// the commit succeeded; dropping it without (a failed commit, a client that
+/// went away) abandons the write.
+pub struct WritePass {
+    done: Option<Box<dyn FnOnce(bool) + Send>>,
+}
+
+impl WritePass {
+    /// A pass that needs no report (no gate installed, or nothing to gate).
+    pub fn free() -> Self {
+        Self { done: None }
+    }
+
+    /// A pass whose `done` learns whether the write was committed.
+    pub fn new(done: impl FnOnce(bool) + Send + 'static) -> Self {
+        Self { done: Some(Box::new(done)) }
+    }
+
+    pub fn committed(mut self) {
+        if let Some(done) = self.done.take() {
+            done(true);
+        }
+    }
+}
+
+impl Drop for WritePass {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(false);
+        }
+    }
+}
+
+/// The home site's write gate: consulted before every commit of an object
+/// write (put, copy destination, delete, multipart completion) of a bucket
+/// homed at this site.
+#[async_trait]
+pub trait WriteGate: Send + Sync + 'static {
+    /// Returns once `keys` of `bucket` may be committed. With no other site
+    /// holding a lease over them this must cost next to nothing.
+    async fn open(&self, bucket: &BucketRecord, keys: &[String]) -> Result<WritePass>;
+}
+
+/// The satellite path: object operations on a bucket homed at another site.
+/// The caller's access to the bucket and key has been checked already.
+#[async_trait]
+pub trait RemoteBuckets: Send + Sync + 'static {
+    async fn head_object(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        get: &GetObject,
+    ) -> Result<(ObjectRecord, Option<Range<u64>>)>;
+
+    async fn get_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str, get: &GetObject)
+    -> Result<ObjectBody>;
+
+    /// A listing for work done on the tenant's behalf (the caller's access
+    /// was checked, if there is a caller).
+    async fn list_objects(&self, tenant: TenantId, bucket: &BucketRecord, q: &ListQuery) -> Result<ListPage>;
+
+    async fn put_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str, put: PutObject)
+    -> Result<ObjectRecord>;
+
+    async fn delete_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str) -> Result<()>;
+
+    /// A copy into `bucket`; `source` is the source's bucket, homed wherever.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_object(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        source: &BucketRecord,
+        src: CopySource,
+        directive: MetadataDirective,
+        conditions: WriteConditions,
+    ) -> Result<ObjectRecord>;
+}
+
+impl Namespace {
+    /// Gate every write of buckets homed at this site through `gate`.
+    pub fn with_write_gate(mut self, gate: Arc<dyn WriteGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Serve buckets homed at other sites through `remote`.
+    pub fn with_remote_buckets(mut self, remote: Arc<dyn RemoteBuckets>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// This site's name, as bucket records name their home.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    /// The satellite path for `bucket`, if it is homed elsewhere and one is installed.
+    pub(crate) fn remote_for(&self, bucket: &BucketRecord) -> Option<&Arc<dyn RemoteBuckets>> {
+        self.remote.as_ref().filter(|_| bucket.home_site != self.site)
+    }
+
+    /// Multipart steps are not forwarded to the home site yet.
+    pub(crate) fn refuse_remote_multipart(&self, bucket: &BucketRecord) -> Result<()> {
+        if self.remote_for(bucket).is_some() {
+            return Err(Error::NotImplemented(
+                "multipart uploads to a bucket homed at another site are not supported yet; upload at its home site"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits at the write gate for `keys` of `bucket`, if it is homed here.
+    pub(crate) async fn open_gate(&self, bucket: &BucketRecord, keys: &[String]) -> Result<WritePass> {
+        match &self.gate {
+            Some(g) if bucket.home_site == self.site && bucket.mapped.is_none() => g.open(bucket, keys).await,
+            _ => Ok(WritePass::free()),
+        }
+    }
+}
