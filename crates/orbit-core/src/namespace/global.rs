@@ -142,3 +142,57 @@ impl Namespace {
         }
     }
 }
+
+/// What the home site answers a satellite's read with, and the checks a
+/// satellite applies to a record fetched from home.
+impl Namespace {
+    /// The bucket `name` of `tenant`, which must be `id` (a bucket deleted and
+    /// made again under the same name is another bucket) and homed here.
+    pub async fn homed_bucket(&self, tenant: TenantId, name: &str, id: orbit_types::BucketId) -> Result<BucketRecord> {
+        let b = self.resolve_bucket(tenant, name).await?;
+        if b.record.id != id || b.record.home_site != self.site {
+            return Err(Error::NotFound(orbit_types::Resource::Bucket));
+        }
+        Ok(b.record)
+    }
+
+    /// The current record of `key` in a bucket homed here (none if absent).
+    pub async fn home_record(&self, bucket: &BucketRecord, key: &str) -> Result<Option<ObjectRecord>> {
+        if bucket.mapped.is_some() {
+            return Err(Error::NotImplemented("mapped buckets are not served to other sites".into()));
+        }
+        Ok(self.read_object(bucket.id, key).await?.map(|(_, r)| r))
+    }
+
+    /// Bytes `span` of `key` while it is still the version `version`;
+    /// `PreconditionFailed` once the key holds another version (the satellite
+    /// starts over). Read through this site's cache.
+    pub async fn home_bytes(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        version: &str,
+        span: Range<u64>,
+    ) -> Result<orbit_backend::ByteStream> {
+        let rec = self.home_record(bucket, key).await?.ok_or(Error::PreconditionFailed)?;
+        if rec.version != version {
+            return Err(Error::PreconditionFailed);
+        }
+        if span.start > span.end || span.end > rec.size {
+            return Err(Error::InvalidRange);
+        }
+        self.stream_range(&rec, span, bucket.tenant_id, bucket.chunk_policy(key), None).await
+    }
+
+    /// The conditions and range of `get` against `rec`: the byte range to
+    /// serve (none for the whole object), or the S3 answer (304, 412, 416).
+    pub fn check_read(rec: &ObjectRecord, get: &GetObject) -> Result<Option<Range<u64>>> {
+        super::object::check_read_conditions(rec, &get.conditions, false)?;
+        Self::requested_range(rec, get)
+    }
+
+    /// The copy-source conditions of a copy against its source record.
+    pub fn check_copy_source(rec: &ObjectRecord, src: &CopySource) -> Result<()> {
+        super::object::check_read_conditions(rec, &src.conditions, true)
+    }
+}

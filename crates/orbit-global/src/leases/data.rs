@@ -1,0 +1,187 @@
+//! The home site's side of the data routes: records, chunks and listing
+//! pages with home's verdict on whether a satellite may cache them, and
+//! writes forwarded by satellites, applied through the namespace (so through
+//! the write gate, the caller's grants and the quotas) as if made here.
+
+use super::Sites;
+use super::wire::*;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use orbit_core::{
+    BucketRecord, CopySource, ExpectedChecksum, MetadataDirective, PutObject, ReadConditions, WriteConditions,
+};
+use orbit_peer::{DataAnswer, DataBody, DataHandler};
+use orbit_site::{HomeRead, SiteId};
+use orbit_tenancy::Caller;
+use orbit_types::{Error, ObjectKey, Resource, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub(crate) struct HomeData {
+    pub(crate) sites: Sites,
+}
+
+fn ok<T: Serialize>(v: &T) -> DataAnswer {
+    DataAnswer { status: STATUS_OK, description: serde_json::to_vec(v).unwrap_or_default(), body: Bytes::new() }
+}
+
+fn fail(e: &Error) -> DataAnswer {
+    if let Error::Internal(m) | Error::Unavailable(m) = e {
+        tracing::warn!(error = %m, "a satellite's request failed at home");
+    }
+    let wire = WireError::from(e);
+    DataAnswer { status: STATUS_ERROR, description: serde_json::to_vec(&wire).unwrap_or_default(), body: Bytes::new() }
+}
+
+fn parse<T: DeserializeOwned>(description: &[u8]) -> Result<T> {
+    serde_json::from_slice(description).map_err(|e| Error::InvalidRequest(format!("malformed data request: {e}")))
+}
+
+fn answer<T: Serialize>(r: Result<T>) -> DataAnswer {
+    match r {
+        Ok(v) => ok(&v),
+        Err(e) => fail(&e),
+    }
+}
+
+impl HomeData {
+    async fn bucket(&self, b: &BucketRef) -> Result<BucketRecord> {
+        self.sites.ns()?.homed_bucket(b.tenant, &b.name, b.id).await
+    }
+
+    fn verdict(&self, read: HomeRead) -> Result<bool> {
+        match read {
+            HomeRead::Local { cacheable } => Ok(cacheable),
+            HomeRead::Redirect { holder } => {
+                Err(Error::Unavailable(format!("site `{holder}` holds a write lease over the key")))
+            }
+        }
+    }
+
+    async fn record(&self, req: RecordRequest) -> Result<RecordAnswer> {
+        let bucket = self.bucket(&req.bucket).await?;
+        let key = ObjectKey::new(&req.key)?;
+        // The verdict is taken before the read: a write that begins after it
+        // invalidates the satellite's lease before it can commit.
+        let read = self.sites.inner.home.lock().map(|h| h.site.read(bucket.id, &key));
+        let cacheable = self.verdict(read.map_err(|_| Error::Internal("home lease state poisoned".into()))?)?;
+        let record = self.sites.ns()?.home_record(&bucket, &req.key).await?;
+        Ok(RecordAnswer { record, cacheable })
+    }
+
+    async fn bytes(&self, req: BytesRequest) -> DataAnswer {
+        let result = async {
+            let bucket = self.bucket(&req.bucket).await?;
+            let mut stream = self.sites.ns()?.home_bytes(&bucket, &req.key, &req.version, req.start..req.end).await?;
+            let want = (req.end - req.start) as usize;
+            if want > orbit_peer::MAX_DATA_ANSWER_BYTES {
+                return Err(Error::InvalidRequest("range larger than a data answer".into()));
+            }
+            let mut buf = BytesMut::with_capacity(want);
+            while let Some(piece) = stream.next().await {
+                buf.extend_from_slice(&piece.map_err(|e| Error::Unavailable(e.to_string()))?);
+            }
+            Ok(buf.freeze())
+        }
+        .await;
+        match result {
+            Ok(body) => DataAnswer { status: STATUS_OK, description: b"{}".to_vec(), body },
+            Err(e) => fail(&e),
+        }
+    }
+
+    async fn list(&self, req: ListRequest) -> Result<ListAnswer> {
+        let bucket = self.bucket(&req.bucket).await?;
+        let read = self.sites.inner.home.lock().map(|h| h.site.list(bucket.id, &req.prefix));
+        let cacheable = self.verdict(read.map_err(|_| Error::Internal("home lease state poisoned".into()))?)?;
+        let page = self.sites.ns()?.list_objects_of(req.bucket.tenant, &req.bucket.name, &req.query()).await?;
+        Ok(ListAnswer { page: page.into(), cacheable })
+    }
+
+    /// The caller a satellite forwarded, as this site's directory knows it.
+    async fn caller(&self, f: &Forwarder) -> Result<Caller> {
+        let (caller, _) = self.sites.inner.directory.authenticate(&f.access_key_id).await?;
+        if caller.tenant_id != f.tenant || caller.user_id != f.user {
+            return Err(Error::AccessDenied);
+        }
+        Ok(caller)
+    }
+
+    async fn put(&self, req: PutRequest, body: DataBody) -> Result<orbit_core::ObjectRecord> {
+        let caller = self.caller(&req.caller).await?;
+        self.bucket(&req.bucket).await?;
+        let put = PutObject {
+            body,
+            content_length: req.content_length,
+            headers: req.headers,
+            user_metadata: req.user_metadata,
+            content_md5: req.content_md5,
+            checksum: ExpectedChecksum { algorithm: req.checksum_algorithm, value: req.checksum_value, trailer: None },
+            conditions: WriteConditions { if_match: req.conditions.if_match, if_none_match: req.conditions.if_none_match },
+        };
+        self.sites.ns()?.put_object(&caller, &req.bucket.name, &req.key, put).await
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<()> {
+        let caller = self.caller(&req.caller).await?;
+        self.bucket(&req.bucket).await?;
+        self.sites.ns()?.delete_object(&caller, &req.bucket.name, &req.key).await
+    }
+
+    async fn copy(&self, req: CopyRequest) -> Result<orbit_core::ObjectRecord> {
+        let caller = self.caller(&req.caller).await?;
+        self.bucket(&req.bucket).await?;
+        let c = req.source_conditions;
+        let src = CopySource {
+            bucket: req.source_bucket,
+            key: req.source_key,
+            conditions: ReadConditions {
+                if_match: c.if_match,
+                if_none_match: c.if_none_match,
+                if_modified_since: c.if_modified_since,
+                if_unmodified_since: c.if_unmodified_since,
+            },
+        };
+        let directive = match req.replace {
+            None => MetadataDirective::Copy,
+            Some((headers, user_metadata)) => MetadataDirective::Replace { headers, user_metadata },
+        };
+        let conditions =
+            WriteConditions { if_match: req.conditions.if_match, if_none_match: req.conditions.if_none_match };
+        self.sites.ns()?.copy_object(&caller, &req.bucket.name, &req.key, src, directive, conditions).await
+    }
+}
+
+#[async_trait]
+impl DataHandler for HomeData {
+    async fn handle(&self, _from: SiteId, op: String, description: Bytes, body: DataBody) -> DataAnswer {
+        match op.as_str() {
+            OP_RECORD => match parse(&description) {
+                Ok(r) => answer(self.record(r).await),
+                Err(e) => fail(&e),
+            },
+            OP_BYTES => match parse(&description) {
+                Ok(r) => self.bytes(r).await,
+                Err(e) => fail(&e),
+            },
+            OP_LIST => match parse(&description) {
+                Ok(r) => answer(self.list(r).await),
+                Err(e) => fail(&e),
+            },
+            OP_PUT => match parse(&description) {
+                Ok(r) => answer(self.put(r, body.map_err(std::io::Error::other).boxed()).await),
+                Err(e) => fail(&e),
+            },
+            OP_DELETE => match parse(&description) {
+                Ok(r) => answer(self.delete(r).await),
+                Err(e) => fail(&e),
+            },
+            OP_COPY => match parse(&description) {
+                Ok(r) => answer(self.copy(r).await),
+                Err(e) => fail(&e),
+            },
+            _ => fail(&Error::NotFound(Resource::Object)),
+        }
+    }
+}
