@@ -18,6 +18,7 @@ pub struct LeaseStats {
     fetches: AtomicU64,
     read_throughs: AtomicU64,
     forwarded: AtomicU64,
+    chunks_fetched: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -41,6 +42,8 @@ pub struct StatsSnapshot {
     pub read_throughs: u64,
     /// Writes forwarded from this satellite to a home site.
     pub forwarded: u64,
+    /// Chunks of object bytes fetched from a home site (misses of this site's cache).
+    pub chunks_fetched: u64,
 }
 
 fn add(c: &AtomicU64) {
@@ -61,6 +64,7 @@ impl LeaseStats {
             fetches: g(&self.fetches),
             read_throughs: g(&self.read_throughs),
             forwarded: g(&self.forwarded),
+            chunks_fetched: g(&self.chunks_fetched),
         }
     }
 
@@ -102,6 +106,11 @@ impl LeaseStats {
             _ => add(&self.read_throughs),
         }
         metrics::counter!("orbit_satellite_reads_total", "what" => what, "outcome" => outcome).increment(1);
+    }
+
+    pub(crate) fn count_chunk_fetched(&self) {
+        add(&self.chunks_fetched);
+        metrics::counter!("orbit_satellite_chunks_fetched_total").increment(1);
     }
 
     pub(crate) fn count_forwarded(&self, op: &'static str) {

@@ -270,6 +270,7 @@ impl Sites {
         range: Range<u64>,
     ) -> std::io::Result<Bytes> {
         let want = (range.end - range.start) as usize;
+        self.inner.stats.count_chunk_fetched();
         let req = BytesRequest { bucket, key, version, start: range.start, end: range.end };
         match self.call::<serde_json::Value>(&home, OP_BYTES, &req, None).await {
             Ok((_, bytes)) if bytes.len() == want => Ok(bytes),
