@@ -355,6 +355,12 @@ impl SatelliteSite {
         ReadPlan::Fetch(id)
     }
 
+    /// The lease a fetch is made under: its answer may be kept only if it came
+    /// from the incarnation of home that granted it (the lease's epoch).
+    pub fn fetch_lease(&self, fetch: FetchId) -> Option<LeaseId> {
+        self.fetches.get(&fetch).map(|f| f.lease.1)
+    }
+
     /// Whether a listing of `prefix` has an entry cached (to prune the caller's pages).
     pub fn is_listing_cached(&self, bucket: BucketId, prefix: &str) -> bool {
         self.cached.contains_key(&(bucket, Entry::Listing(prefix.to_owned())))

@@ -67,7 +67,7 @@ impl HomeData {
         let read = self.sites.inner.home.lock().map(|h| h.site.read(bucket.id, &key));
         let cacheable = self.verdict(read.map_err(|_| Error::Internal("home lease state poisoned".into()))?)?;
         let record = self.sites.ns()?.home_record(&bucket, &req.key).await?;
-        Ok(RecordAnswer { record, cacheable })
+        Ok(RecordAnswer { record, cacheable, epoch: self.sites.inner.epoch })
     }
 
     async fn bytes(&self, req: BytesRequest) -> DataAnswer {
@@ -96,7 +96,7 @@ impl HomeData {
         let read = self.sites.inner.home.lock().map(|h| h.site.list(bucket.id, &req.prefix));
         let cacheable = self.verdict(read.map_err(|_| Error::Internal("home lease state poisoned".into()))?)?;
         let page = self.sites.ns()?.list_objects_of(req.bucket.tenant, &req.bucket.name, &req.query()).await?;
-        Ok(ListAnswer { page: page.into(), cacheable })
+        Ok(ListAnswer { page: page.into(), cacheable, epoch: self.sites.inner.epoch })
     }
 
     /// The caller a satellite forwarded, as this site's directory knows it.

@@ -122,6 +122,13 @@ fn unreachable(home: &SiteId, e: PeerError) -> Error {
     Error::Unavailable(format!("the bucket's home site `{home}` cannot be reached: {e}"))
 }
 
+/// Whether the answer to a fetch came from the incarnation of home that
+/// granted the lease it is made under: a home that restarted (or an old
+/// process still answering) knows nothing of that lease's invalidations.
+fn same_incarnation(site: &SatelliteSite, fetch: orbit_site::FetchId, epoch: u64) -> bool {
+    site.fetch_lease(fetch).is_some_and(|l| l.epoch == epoch)
+}
+
 fn poisoned() -> Error {
     Error::Internal("satellite lease state poisoned".into())
 }
@@ -195,7 +202,8 @@ impl Sites {
                 let now = self.inner.clock.now();
                 match answer {
                     Ok((a, _)) => {
-                        if s.site.complete_fetch(now, id, a.cacheable) {
+                        let cacheable = a.cacheable && same_incarnation(&s.site, id, a.epoch);
+                        if s.site.complete_fetch(now, id, cacheable) {
                             s.records.insert(entry, a.record.clone());
                         }
                         Ok(a.record)
@@ -241,7 +249,8 @@ impl Sites {
                 match answer {
                     Ok((a, _)) => {
                         let page: ListPage = a.page.into();
-                        if s.site.complete_fetch(now, id, a.cacheable) {
+                        let cacheable = a.cacheable && same_incarnation(&s.site, id, a.epoch);
+                        if s.site.complete_fetch(now, id, cacheable) {
                             s.pages.insert(entry, page.clone());
                         }
                         Ok(page)

@@ -38,6 +38,8 @@ pub(crate) struct RecordAnswer {
     pub record: Option<ObjectRecord>,
     /// Home's verdict: false while a write of the key awaits its gate.
     pub cacheable: bool,
+    /// The incarnation of home that answered (see [`orbit_site::LeaseId`]).
+    pub epoch: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -113,6 +115,7 @@ impl From<WirePage> for ListPage {
 pub(crate) struct ListAnswer {
     pub page: WirePage,
     pub cacheable: bool,
+    pub epoch: u64,
 }
 
 /// Who asked for a forwarded write, as the satellite authenticated them. Home
