@@ -41,6 +41,12 @@ async fn a_leased_satellite_serves_records_bytes_and_listings_from_its_cache_wit
     assert_eq!(after.fetches, before.fetches, "no record or listing fetched from home");
     assert_eq!(after.read_throughs, before.read_throughs);
     assert_eq!(after.chunks_fetched, before.chunks_fetched, "no byte fetched from home");
+    // A prefetch at the satellite warms its cache from home.
+    w.sites[0].ns.put_object(&h, BUCKET, "dir/b", put(&data)).await.unwrap();
+    assert_eq!(w.sites[1].ns.warm_object(s.tenant_id, BUCKET, "dir/b").await.unwrap(), Some(data.len() as u64));
+    let warmed = w.sites[1].sites.stats().snapshot().chunks_fetched;
+    assert_eq!(read(&w.sites[1], &s, BUCKET, "dir/b").await.unwrap(), data);
+    assert_eq!(w.sites[1].sites.stats().snapshot().chunks_fetched, warmed, "prefetched chunks are served from cache");
     // A missing key is cached as missing, too.
     let missing = read(&w.sites[1], &s, BUCKET, "dir/none").await;
     assert!(matches!(missing, Err(Error::NotFound(Resource::Object))), "{missing:?}");

@@ -81,6 +81,10 @@ pub trait RemoteBuckets: Send + Sync + 'static {
     /// was checked, if there is a caller).
     async fn list_objects(&self, tenant: TenantId, bucket: &BucketRecord, q: &ListQuery) -> Result<ListPage>;
 
+    /// Reads a whole object into this site's cache (a prefetch job's step):
+    /// the bytes read, or none when the object does not exist.
+    async fn warm_object(&self, tenant: TenantId, bucket: &BucketRecord, key: &str) -> Result<Option<u64>>;
+
     async fn put_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str, put: PutObject)
     -> Result<ObjectRecord>;
 

@@ -410,6 +410,23 @@ impl RemoteBuckets for Remote {
         Err(Error::Unavailable("the object kept changing at its home site, retry".into()))
     }
 
+    async fn warm_object(&self, _tenant: TenantId, bucket: &BucketRecord, key: &str) -> Result<Option<u64>> {
+        for _ in 0..MAX_RESTARTS {
+            let Some(record) = self.sites.remote_record(bucket, key).await? else { return Ok(None) };
+            let mut stream = match self.sites.remote_stream(bucket, key, &record, 0..record.size).await {
+                Ok(s) => s,
+                Err(e) if is_changed(&e) => continue,
+                Err(e) => return Err(Error::Unavailable(e.to_string())),
+            };
+            let mut n = 0u64;
+            while let Some(chunk) = stream.next().await {
+                n += chunk.map_err(|e| Error::Unavailable(e.to_string()))?.len() as u64;
+            }
+            return Ok(Some(n));
+        }
+        Err(Error::Unavailable("the object kept changing at its home site, retry".into()))
+    }
+
     async fn list_objects(&self, _tenant: TenantId, bucket: &BucketRecord, q: &ListQuery) -> Result<ListPage> {
         self.sites.remote_list(bucket, q).await
     }
