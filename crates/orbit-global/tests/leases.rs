@@ -114,7 +114,15 @@ async fn writes_at_a_satellite_are_forwarded_to_home_with_the_callers_rights() {
     assert_eq!(list(&w.sites[1], &s, BUCKET, "").await.unwrap(), vec!["g"]);
     assert_eq!(w.sites[1].sites.stats().snapshot().forwarded, 3);
     // Usage is counted at home only.
-    assert!(w.sites[1].meta.scan(orbit_meta::Table::Objects, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, 10).await.unwrap().is_empty(), "the satellite never writes its own object table for the bucket");
+    assert!(
+        w.sites[1]
+            .meta
+            .scan(orbit_meta::Table::Objects, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the satellite never writes its own object table for the bucket"
+    );
 
     // A read-only user is refused at the satellite already, and home checks too.
     let t = w.sites[0].dir.tenant_by_name(&"acme".parse().unwrap()).await.unwrap();
@@ -122,12 +130,16 @@ async fn writes_at_a_satellite_are_forwarded_to_home_with_the_callers_rights() {
     let (rk, _) = w.sites[0].dir.create_key(&reader, None).await.unwrap();
     let forged = orbit_tenancy::Caller { role: orbit_types::Role::ReadWrite, ..w.caller(0, &rk.access_key_id).await };
     let refused = w.sites[1].ns.put_object(&forged, BUCKET, "x", put(b"no")).await;
-    assert!(matches!(refused, Err(Error::NotFound(_) | Error::AccessDenied)), "home decides with its own records: {refused:?}");
+    assert!(
+        matches!(refused, Err(Error::NotFound(_) | Error::AccessDenied)),
+        "home decides with its own records: {refused:?}"
+    );
     // A copy between buckets of different homes is a clear NotImplemented.
     let mine = w.sites[1].ns.create_bucket(&s, "local").await.unwrap();
     assert_eq!(mine.home_site, "sat");
     let src = orbit_core::CopySource { bucket: BUCKET.into(), key: "g".into(), conditions: Default::default() };
-    let cross = w.sites[1].ns.copy_object(&s, "local", "g", src, orbit_core::MetadataDirective::Copy, Default::default()).await;
+    let cross =
+        w.sites[1].ns.copy_object(&s, "local", "g", src, orbit_core::MetadataDirective::Copy, Default::default()).await;
     assert!(matches!(cross, Err(Error::NotImplemented(_))), "{cross:?}");
 }
 

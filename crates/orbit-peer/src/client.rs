@@ -75,7 +75,12 @@ impl PeerClient {
                 .map_err(|e| PeerError::Unreachable(format!("cannot build the client for `{name}`: {e}")))?;
             peers.insert(
                 name.clone(),
-                Peer { url: format!("{}{ENVELOPE_PATH}", spec.url), base: spec.url.clone(), secret: spec.secret.clone(), http },
+                Peer {
+                    url: format!("{}{ENVELOPE_PATH}", spec.url),
+                    base: spec.url.clone(),
+                    secret: spec.secret.clone(),
+                    http,
+                },
             );
         }
         Ok(Self { site: config.site.clone(), peers })

@@ -63,13 +63,7 @@ pub(crate) fn signed_answer(description: &[u8], body: &[u8]) -> Vec<u8> {
     v
 }
 
-pub(crate) fn sign_answer(
-    site: &SiteId,
-    secret: &str,
-    answer: &DataAnswer,
-    request_sig: &str,
-    now_s: i64,
-) -> String {
+pub(crate) fn sign_answer(site: &SiteId, secret: &str, answer: &DataAnswer, request_sig: &str, now_s: i64) -> String {
     let covered = signed_answer(&answer.description, &answer.body);
     auth::sign_reply(site, secret, answer.status, request_sig, &covered, now_s)
 }

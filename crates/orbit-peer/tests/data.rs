@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use orbit_peer::{
-    DATA_PATH_PREFIX, DataAnswer, DataBody, DataHandler, LivenessHandler, PeerClient, PeerConfig, PeerError,
-    PeerServer,
+    DATA_PATH_PREFIX, DataAnswer, DataBody, DataHandler, LivenessHandler, PeerClient, PeerConfig, PeerError, PeerServer,
 };
 use orbit_site::SiteId;
 use std::sync::Arc;

@@ -260,7 +260,8 @@ impl HomeSite {
         if let Some(w) = self.write_leases.values().find(|w| w.scope.overlaps(&scope)) {
             return HomeRead::Redirect { holder: w.holder.clone() };
         }
-        let pending = self.writes.values().any(|w| w.bucket == bucket && w.keys.iter().any(|k| scope.covers(bucket, k)));
+        let pending =
+            self.writes.values().any(|w| w.bucket == bucket && w.keys.iter().any(|k| scope.covers(bucket, k)));
         HomeRead::Local { cacheable: !pending }
     }
 

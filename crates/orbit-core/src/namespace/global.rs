@@ -74,8 +74,13 @@ pub trait RemoteBuckets: Send + Sync + 'static {
         get: &GetObject,
     ) -> Result<(ObjectRecord, Option<Range<u64>>)>;
 
-    async fn get_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str, get: &GetObject)
-    -> Result<ObjectBody>;
+    async fn get_object(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        get: &GetObject,
+    ) -> Result<ObjectBody>;
 
     /// A listing for work done on the tenant's behalf (the caller's access
     /// was checked, if there is a caller).
@@ -85,8 +90,13 @@ pub trait RemoteBuckets: Send + Sync + 'static {
     /// the bytes read, or none when the object does not exist.
     async fn warm_object(&self, tenant: TenantId, bucket: &BucketRecord, key: &str) -> Result<Option<u64>>;
 
-    async fn put_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str, put: PutObject)
-    -> Result<ObjectRecord>;
+    async fn put_object(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        put: PutObject,
+    ) -> Result<ObjectRecord>;
 
     async fn delete_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str) -> Result<()>;
 

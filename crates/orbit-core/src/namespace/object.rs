@@ -584,7 +584,9 @@ impl Namespace {
             ));
         }
         if let Some(remote) = self.remote_for(&dst_bucket.record) {
-            return remote.copy_object(caller, &dst_bucket.record, key, &src_bucket.record, src, directive, conditions).await;
+            return remote
+                .copy_object(caller, &dst_bucket.record, key, &src_bucket.record, src, directive, conditions)
+                .await;
         }
         if self.is_mapped(caller.tenant_id, bucket).await? || self.is_mapped(caller.tenant_id, &src.bucket).await? {
             return self.mapped_copy(caller, bucket, key, src, directive, conditions).await;

@@ -118,7 +118,10 @@ impl HomeData {
             user_metadata: req.user_metadata,
             content_md5: req.content_md5,
             checksum: ExpectedChecksum { algorithm: req.checksum_algorithm, value: req.checksum_value, trailer: None },
-            conditions: WriteConditions { if_match: req.conditions.if_match, if_none_match: req.conditions.if_none_match },
+            conditions: WriteConditions {
+                if_match: req.conditions.if_match,
+                if_none_match: req.conditions.if_none_match,
+            },
         };
         self.sites.ns()?.put_object(&caller, &req.bucket.name, &req.key, put).await
     }

@@ -54,8 +54,7 @@ impl HomeState {
 
     fn end(&mut self, now: MonoTime, write: WriteId, committed: bool) -> Vec<HomeEvent> {
         self.waiting.remove(&write);
-        let events =
-            if committed { self.site.finish_write(now, write) } else { self.site.abort_write(now, write) };
+        let events = if committed { self.site.finish_write(now, write) } else { self.site.abort_write(now, write) };
         self.settle(events)
     }
 }

@@ -27,7 +27,9 @@ use async_trait::async_trait;
 use orbit_core::Namespace;
 use orbit_meta::{MetaStore, Table, Txn};
 use orbit_peer::{DataHandler, PeerClient, PeerHandler, Reply};
-use orbit_site::{HomeEvent, HomeSite, LeaseTiming, Message, MonoTime, Outgoing, SatelliteEvent, SatelliteSite, SiteId};
+use orbit_site::{
+    HomeEvent, HomeSite, LeaseTiming, Message, MonoTime, Outgoing, SatelliteEvent, SatelliteSite, SiteId,
+};
 use orbit_tenancy::Directory;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,9 +126,11 @@ impl Sites {
         let previous = meta.get(Table::Settings, EPOCH_SETTING).await.map_err(store)?;
         let epoch = previous.as_deref().and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes) + 1;
         let granted_before = meta.get(Table::Settings, GRANTED_SETTING).await.map_err(store)?.is_some();
-        let txn = Txn::new()
-            .require_current(Table::Settings, EPOCH_SETTING.to_vec(), previous)
-            .put(Table::Settings, EPOCH_SETTING.to_vec(), epoch.to_be_bytes().to_vec());
+        let txn = Txn::new().require_current(Table::Settings, EPOCH_SETTING.to_vec(), previous).put(
+            Table::Settings,
+            EPOCH_SETTING.to_vec(),
+            epoch.to_be_bytes().to_vec(),
+        );
         meta.commit(txn).await.map_err(store)?;
         let clock = Clock::new();
         let home = HomeSite::start(me.clone(), timing.clone(), epoch, Vec::new(), clock.now(), !granted_before);
@@ -258,7 +262,12 @@ impl Sites {
             let events = self.inner.home.lock().map(|mut h| h.on_message(now, from, message)).unwrap_or_default();
             self.home_events(events);
         } else {
-            let events = self.inner.sat.lock().map(|mut s| s.on_message(now, from, message, &self.inner.stats)).unwrap_or_default();
+            let events = self
+                .inner
+                .sat
+                .lock()
+                .map(|mut s| s.on_message(now, from, message, &self.inner.stats))
+                .unwrap_or_default();
             self.sat_events(events);
         }
     }
@@ -349,7 +358,12 @@ impl PeerHandler for Sites {
             self.home_events(rest);
             sends.into_iter().filter_map(|e| if let HomeEvent::Send(o) = e { Some(o) } else { None }).collect()
         } else {
-            let events = self.inner.sat.lock().map(|mut s| s.on_message(now, &from, message, &self.inner.stats)).unwrap_or_default();
+            let events = self
+                .inner
+                .sat
+                .lock()
+                .map(|mut s| s.on_message(now, &from, message, &self.inner.stats))
+                .unwrap_or_default();
             let (sends, rest): (Vec<_>, Vec<_>) =
                 events.into_iter().partition(|e| matches!(e, SatelliteEvent::Send(_)));
             self.sat_events(rest);

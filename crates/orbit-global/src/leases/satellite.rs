@@ -145,7 +145,8 @@ impl Sites {
         let description = serde_json::to_vec(description).map_err(|e| Error::Internal(e.to_string()))?;
         // Reads are bounded; a forwarded body may take as long as it streams.
         let timeout = body.is_none().then(|| self.inner.message_timeout.max(std::time::Duration::from_secs(30)));
-        let answer = self.inner.peers.data(home, op, description, body, timeout).await.map_err(|e| unreachable(home, e))?;
+        let answer =
+            self.inner.peers.data(home, op, description, body, timeout).await.map_err(|e| unreachable(home, e))?;
         match answer.status {
             STATUS_OK => {
                 let v = serde_json::from_slice(&answer.description)

@@ -147,9 +147,10 @@ async fn start_site(
     let client = Arc::new(PeerClient::new(&config).unwrap());
     let dir = Directory::new(meta.clone(), MasterKey::from_bytes(&[7u8; 32]).unwrap());
     let sites = Sites::start(SiteId::new(name), timing(), client, meta.clone(), dir.clone()).await.unwrap();
-    let cache = ChunkCache::open(&CacheConfig { ram_bytes: 64 << 20, ssd_dir: None, ssd_bytes: 0, chunk_size: 256 << 10 })
-        .await
-        .unwrap();
+    let cache =
+        ChunkCache::open(&CacheConfig { ram_bytes: 64 << 20, ssd_dir: None, ssd_bytes: 0, chunk_size: 256 << 10 })
+            .await
+            .unwrap();
     let ns = Namespace::new(meta.clone(), BackendSet::new(backend.clone()), name).with_cache(CachePool::new(cache));
     let ns = sites.install(ns);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -282,4 +283,3 @@ pub async fn leased(world: &World, i: usize) {
     }
     panic!("site {} got no lease", world.sites[i].name);
 }
-
