@@ -117,10 +117,18 @@ def test_the_peer_port_refuses_what_a_configured_peer_did_not_sign(sites_factory
     r = post_peer(url, newer, peer_authorization("us", secret, newer))
     assert r.status_code == 422, r.text
     assert r.json() == {"refusal": {"UnsupportedVersion": {"supported": 1}}}
-    # A message this step does not handle yet is refused as not implemented.
+    # A one-way lease message gets no answer (204): giving back a lease
+    # this site never granted is harmless.
     release = json.dumps({"version": 1, "from": "us",
                           "message": {"type": "ReleaseLease", "lease": {"epoch": 1, "seq": 1}}}).encode()
     r = post_peer(url, release, peer_authorization("us", secret, release))
+    assert r.status_code == 204, r.text
+    # Write leases are not served yet: refused as not implemented, typed.
+    acquire = json.dumps({"version": 1, "from": "us",
+                          "message": {"type": "AcquireWriteLease", "req": 2,
+                                      "scope": {"bucket": "00000000-0000-0000-0000-000000000000",
+                                                "prefix": "ckpt/"}}}).encode()
+    r = post_peer(url, acquire, peer_authorization("us", secret, acquire))
     assert r.status_code == 422 and r.json() == {"refusal": "NotImplemented"}, r.text
     # The signer must be the envelope's sender.
     spoof = ping("asia")
