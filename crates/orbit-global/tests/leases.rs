@@ -277,3 +277,70 @@ async fn pages_of_a_listing_are_cached_per_query_and_dropped_by_a_write_they_sho
     let second = sat.list_objects(&s, BUCKET, &page(Some("p/2"))).await.unwrap();
     assert_eq!(second.objects.iter().map(|o| o.0.as_str()).collect::<Vec<_>>(), ["p/3", "p/4"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_at_a_satellite_is_forwarded_step_by_step_and_completes_at_home() {
+    let w = World::new(&["home", "sat"]).await;
+    let key = w.provision(BUCKET).await;
+    let (h, s) = (w.caller(0, &key).await, w.caller(1, &key).await);
+    let sat = &w.sites[1].ns;
+    // Leased with the key cached as missing, so completion must invalidate it.
+    assert!(read(&w.sites[1], &s, BUCKET, "ckpt/model").await.is_err());
+    leased(&w, 1).await;
+    assert!(matches!(read(&w.sites[1], &s, BUCKET, "ckpt/model").await, Err(Error::NotFound(Resource::Object))));
+    let up =
+        sat.create_upload(&s, BUCKET, "ckpt/model", Default::default(), Default::default(), None, None).await.unwrap();
+    let upload_id = up.id.to_string();
+    let first = pattern(5 << 20, 1);
+    let second = pattern(1000, 2);
+    let mut etags = Vec::new();
+    for (n, data) in [(1u32, &first), (2, &second)] {
+        let part = sat
+            .upload_part(
+                &s,
+                BUCKET,
+                "ckpt/model",
+                &upload_id,
+                n,
+                body(data),
+                Some(data.len() as u64),
+                None,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        etags.push(part.etag);
+    }
+    let parts = sat.list_parts(&s, BUCKET, "ckpt/model", &upload_id, None, 1000).await.unwrap();
+    assert_eq!(parts.parts.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2]);
+    let uploads = sat.list_uploads(&s, BUCKET, "ckpt/", None, None, None, 1000).await.unwrap();
+    assert_eq!(uploads.uploads.len(), 1);
+    let done = sat
+        .complete_upload(
+            &s,
+            BUCKET,
+            "ckpt/model",
+            &upload_id,
+            etags
+                .iter()
+                .enumerate()
+                .map(|(i, e)| orbit_core::CompletedPart { number: i as u32 + 1, etag: e.clone(), checksum: None })
+                .collect(),
+            Default::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.parts_count, Some(2));
+    let whole = [first.clone(), second.clone()].concat();
+    assert_eq!(read(&w.sites[0], &h, BUCKET, "ckpt/model").await.unwrap(), whole);
+    assert_eq!(read(&w.sites[1], &s, BUCKET, "ckpt/model").await.unwrap(), whole, "the missing entry was invalidated");
+    // An aborted upload is gone at home too; an unknown one is NoSuchUpload.
+    let up =
+        sat.create_upload(&s, BUCKET, "ckpt/tmp", Default::default(), Default::default(), None, None).await.unwrap();
+    sat.abort_upload(&s, BUCKET, "ckpt/tmp", &up.id.to_string()).await.unwrap();
+    let gone = w.sites[0].ns.list_parts(&h, BUCKET, "ckpt/tmp", &up.id.to_string(), None, 10).await;
+    assert!(matches!(gone, Err(Error::NotFound(Resource::Upload))), "{gone:?}");
+    let unknown = sat.abort_upload(&s, BUCKET, "ckpt/tmp", &up.id.to_string()).await;
+    assert!(matches!(unknown, Err(Error::NotFound(Resource::Upload))), "{unknown:?}");
+}

@@ -11,11 +11,16 @@
 
 use super::Namespace;
 use super::list::{ListPage, ListQuery};
+use super::multipart::{CompletedPart, PartsPage, UploadsPage};
 use super::object::{CopySource, GetObject, MetadataDirective, ObjectBody, PutObject, WriteConditions};
+use crate::checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
 use crate::records::{BucketRecord, ObjectRecord};
+use crate::records::{ContentHeaders, PartRecord, UploadRecord};
 use async_trait::async_trait;
+use orbit_backend::ByteStream;
 use orbit_tenancy::Caller;
 use orbit_types::{Error, Result, TenantId};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -100,6 +105,70 @@ pub trait RemoteBuckets: Send + Sync + 'static {
 
     async fn delete_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str) -> Result<()>;
 
+    /// Multipart steps, forwarded to the home site (uploads live there only).
+    #[allow(clippy::too_many_arguments)]
+    async fn create_upload(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        headers: ContentHeaders,
+        user_metadata: BTreeMap<String, String>,
+        checksum_algorithm: Option<ChecksumAlgorithm>,
+        checksum_kind: Option<ChecksumKind>,
+    ) -> Result<UploadRecord>;
+
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_part(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: ByteStream,
+        content_length: Option<u64>,
+        content_md5: Option<&str>,
+        checksum: ExpectedChecksum,
+    ) -> Result<PartRecord>;
+
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_upload(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+        conditions: WriteConditions,
+        expected_checksum: Option<(ChecksumAlgorithm, String)>,
+    ) -> Result<ObjectRecord>;
+
+    async fn abort_upload(&self, caller: &Caller, bucket: &BucketRecord, key: &str, upload_id: &str) -> Result<()>;
+
+    #[allow(clippy::too_many_arguments)]
+    async fn list_parts(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        after: Option<u32>,
+        max: usize,
+    ) -> Result<PartsPage>;
+
+    #[allow(clippy::too_many_arguments)]
+    async fn list_uploads(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        prefix: &str,
+        delimiter: Option<&str>,
+        key_marker: Option<&str>,
+        upload_id_marker: Option<&str>,
+        max: usize,
+    ) -> Result<UploadsPage>;
+
     /// A copy into `bucket`; `source` is the source's bucket, homed wherever.
     #[allow(clippy::too_many_arguments)]
     async fn copy_object(
@@ -137,15 +206,31 @@ impl Namespace {
         self.remote.as_ref().filter(|_| bucket.home_site != self.site)
     }
 
-    /// Multipart steps are not forwarded to the home site yet.
+    /// What is left to the local path of a bucket homed elsewhere: copying
+    /// a part from another object (not forwarded yet).
     pub(crate) fn refuse_remote_multipart(&self, bucket: &BucketRecord) -> Result<()> {
         if self.remote_for(bucket).is_some() {
             return Err(Error::NotImplemented(
-                "multipart uploads to a bucket homed at another site are not supported yet; upload at its home site"
-                    .into(),
+                "copying a part into an upload of a bucket homed at another site is not supported yet".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The satellite path and the bucket for a multipart step on `key`, if
+    /// the bucket is homed elsewhere (the caller may write the key).
+    pub(crate) async fn remote_upload(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(Arc<dyn RemoteBuckets>, BucketRecord)>> {
+        if self.remote.is_none() {
+            return Ok(None);
+        }
+        super::access::require_write_key(caller, bucket, key)?;
+        let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        Ok(self.remote_for(&b.record).cloned().map(|r| (r, b.record)))
     }
 
     /// Waits at the write gate for `keys` of `bucket`, if it is homed here.

@@ -156,6 +156,94 @@ impl HomeData {
     }
 }
 
+impl HomeData {
+    async fn mp_create(&self, r: CreateUploadRequest) -> Result<orbit_core::UploadRecord> {
+        let caller = self.caller(&r.caller).await?;
+        self.bucket(&r.bucket).await?;
+        let ns = self.sites.ns()?;
+        ns.create_upload(
+            &caller,
+            &r.bucket.name,
+            &r.key,
+            r.headers,
+            r.user_metadata,
+            r.checksum_algorithm,
+            r.checksum_kind,
+        )
+        .await
+    }
+
+    async fn mp_part(&self, r: PartRequest, body: DataBody) -> Result<orbit_core::PartRecord> {
+        let caller = self.caller(&r.caller).await?;
+        self.bucket(&r.bucket).await?;
+        let checksum = ExpectedChecksum { algorithm: r.checksum_algorithm, value: r.checksum_value, trailer: None };
+        let ns = self.sites.ns()?;
+        ns.upload_part(
+            &caller,
+            &r.bucket.name,
+            &r.key,
+            &r.upload_id,
+            r.number,
+            body,
+            r.content_length,
+            r.content_md5.as_deref(),
+            checksum,
+        )
+        .await
+    }
+
+    async fn mp_complete(&self, r: CompleteRequest) -> Result<orbit_core::ObjectRecord> {
+        let caller = self.caller(&r.caller).await?;
+        self.bucket(&r.bucket).await?;
+        let parts = r
+            .parts
+            .into_iter()
+            .map(|(number, etag, checksum)| orbit_core::CompletedPart { number, etag, checksum })
+            .collect();
+        let conditions = WriteConditions { if_match: r.conditions.if_match, if_none_match: r.conditions.if_none_match };
+        let ns = self.sites.ns()?;
+        ns.complete_upload(&caller, &r.bucket.name, &r.key, &r.upload_id, parts, conditions, r.expected_checksum).await
+    }
+
+    async fn mp_abort(&self, r: UploadRequest) -> Result<()> {
+        let caller = self.caller(&r.caller).await?;
+        self.bucket(&r.bucket).await?;
+        self.sites.ns()?.abort_upload(&caller, &r.bucket.name, &r.key, &r.upload_id).await
+    }
+
+    async fn mp_parts(&self, r: UploadRequest) -> Result<WirePartsPage> {
+        let caller = self.caller(&r.caller).await?;
+        self.bucket(&r.bucket).await?;
+        let p = self.sites.ns()?.list_parts(&caller, &r.bucket.name, &r.key, &r.upload_id, r.after, r.max).await?;
+        Ok(WirePartsPage { upload: p.upload, parts: p.parts, is_truncated: p.is_truncated, next_marker: p.next_marker })
+    }
+
+    async fn mp_uploads(&self, r: UploadsRequest) -> Result<WireUploadsPage> {
+        let caller = self.caller(&r.caller).await?;
+        self.bucket(&r.bucket).await?;
+        let p = self
+            .sites
+            .ns()?
+            .list_uploads(
+                &caller,
+                &r.bucket.name,
+                &r.prefix,
+                r.delimiter.as_deref(),
+                r.key_marker.as_deref(),
+                r.upload_id_marker.as_deref(),
+                r.max,
+            )
+            .await?;
+        Ok(WireUploadsPage {
+            uploads: p.uploads,
+            common_prefixes: p.common_prefixes,
+            is_truncated: p.is_truncated,
+            next_key_marker: p.next_key_marker,
+            next_upload_id_marker: p.next_upload_id_marker,
+        })
+    }
+}
+
 #[async_trait]
 impl DataHandler for HomeData {
     async fn handle(&self, _from: SiteId, op: String, description: Bytes, body: DataBody) -> DataAnswer {
@@ -182,6 +270,30 @@ impl DataHandler for HomeData {
             },
             OP_COPY => match parse(&description) {
                 Ok(r) => answer(self.copy(r).await),
+                Err(e) => fail(&e),
+            },
+            OP_MP_CREATE => match parse(&description) {
+                Ok(r) => answer(self.mp_create(r).await),
+                Err(e) => fail(&e),
+            },
+            OP_MP_PART => match parse(&description) {
+                Ok(r) => answer(self.mp_part(r, body.map_err(std::io::Error::other).boxed()).await),
+                Err(e) => fail(&e),
+            },
+            OP_MP_COMPLETE => match parse(&description) {
+                Ok(r) => answer(self.mp_complete(r).await),
+                Err(e) => fail(&e),
+            },
+            OP_MP_ABORT => match parse(&description) {
+                Ok(r) => answer(self.mp_abort(r).await),
+                Err(e) => fail(&e),
+            },
+            OP_MP_PARTS => match parse(&description) {
+                Ok(r) => answer(self.mp_parts(r).await),
+                Err(e) => fail(&e),
+            },
+            OP_MP_UPLOADS => match parse(&description) {
+                Ok(r) => answer(self.mp_uploads(r).await),
                 Err(e) => fail(&e),
             },
             _ => fail(&Error::NotFound(Resource::Object)),

@@ -17,6 +17,10 @@ use orbit_core::{
     BucketRecord, CopySource, GetObject, ListPage, ListQuery, MetadataDirective, Namespace, ObjectBody, ObjectRecord,
     PutObject, RemoteBuckets, WriteConditions,
 };
+use orbit_core::{
+    ChecksumAlgorithm, ChecksumKind, CompletedPart, ContentHeaders, ExpectedChecksum, PartRecord, PartsPage,
+    UploadRecord, UploadsPage,
+};
 use orbit_peer::{DataBody, PeerError};
 use orbit_site::{LeaseScope, Message, MonoTime, ReadPlan, SatelliteEvent, SatelliteSite, SiteId};
 use orbit_tenancy::Caller;
@@ -347,9 +351,8 @@ impl Sites {
 /// A body that checks an `aws-chunked` trailer checksum as it streams (home
 /// cannot see the trailer, which arrives after the body): a mismatch ends the
 /// body with an error, so home stores nothing.
-fn check_trailer(body: ByteStream, put: &mut PutObject, mismatch: Arc<Mutex<bool>>) -> ByteStream {
-    let (Some(alg), None, Some(trailer)) = (put.checksum.algorithm, &put.checksum.value, put.checksum.trailer.take())
-    else {
+fn check_trailer(body: ByteStream, checksum: &mut ExpectedChecksum, mismatch: Arc<Mutex<bool>>) -> ByteStream {
+    let (Some(alg), None, Some(trailer)) = (checksum.algorithm, &checksum.value, checksum.trailer.take()) else {
         return body;
     };
     let hasher = Arc::new(Mutex::new(Some(orbit_core::checksum::Hasher::new(alg))));
@@ -442,7 +445,7 @@ impl RemoteBuckets for Remote {
         self.sites.inner.stats.count_forwarded("put");
         let mismatch = Arc::new(Mutex::new(false));
         let body = std::mem::replace(&mut put.body, futures::stream::empty().boxed());
-        let body = check_trailer(body, &mut put, mismatch.clone());
+        let body = check_trailer(body, &mut put.checksum, mismatch.clone());
         let req = PutRequest {
             caller: forwarder(caller),
             bucket: bucket_ref(bucket),
@@ -466,6 +469,148 @@ impl RemoteBuckets for Remote {
         self.sites.inner.stats.count_forwarded("delete");
         let req = DeleteRequest { caller: forwarder(caller), bucket: bucket_ref(bucket), key: key.to_owned() };
         self.sites.call::<()>(&home_of(bucket), OP_DELETE, &req, None).await.map(|_| ())
+    }
+
+    async fn create_upload(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        headers: ContentHeaders,
+        user_metadata: std::collections::BTreeMap<String, String>,
+        checksum_algorithm: Option<ChecksumAlgorithm>,
+        checksum_kind: Option<ChecksumKind>,
+    ) -> Result<UploadRecord> {
+        self.sites.inner.stats.count_forwarded("create_upload");
+        let req = CreateUploadRequest {
+            caller: forwarder(caller),
+            bucket: bucket_ref(bucket),
+            key: key.to_owned(),
+            headers,
+            user_metadata,
+            checksum_algorithm,
+            checksum_kind,
+        };
+        self.sites.call(&home_of(bucket), OP_MP_CREATE, &req, None).await.map(|(r, _)| r)
+    }
+
+    async fn upload_part(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: ByteStream,
+        content_length: Option<u64>,
+        content_md5: Option<&str>,
+        mut checksum: ExpectedChecksum,
+    ) -> Result<PartRecord> {
+        self.sites.inner.stats.count_forwarded("upload_part");
+        let mismatch = Arc::new(Mutex::new(false));
+        let body = check_trailer(body, &mut checksum, mismatch.clone());
+        let req = PartRequest {
+            caller: forwarder(caller),
+            bucket: bucket_ref(bucket),
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            number,
+            content_length,
+            content_md5: content_md5.map(str::to_owned),
+            checksum_algorithm: checksum.algorithm,
+            checksum_value: checksum.value,
+        };
+        let result = self.sites.call::<PartRecord>(&home_of(bucket), OP_MP_PART, &req, Some(body)).await;
+        if mismatch.lock().is_ok_and(|m| *m) {
+            return Err(Error::BadDigest("the checksum you specified did not match the calculated checksum".into()));
+        }
+        result.map(|(r, _)| r)
+    }
+
+    async fn complete_upload(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+        conditions: WriteConditions,
+        expected_checksum: Option<(ChecksumAlgorithm, String)>,
+    ) -> Result<ObjectRecord> {
+        self.sites.inner.stats.count_forwarded("complete_upload");
+        let req = CompleteRequest {
+            caller: forwarder(caller),
+            bucket: bucket_ref(bucket),
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            parts: parts.into_iter().map(|p| (p.number, p.etag, p.checksum)).collect(),
+            conditions: Conditions { if_match: conditions.if_match, if_none_match: conditions.if_none_match },
+            expected_checksum,
+        };
+        self.sites.call(&home_of(bucket), OP_MP_COMPLETE, &req, None).await.map(|(r, _)| r)
+    }
+
+    async fn abort_upload(&self, caller: &Caller, bucket: &BucketRecord, key: &str, upload_id: &str) -> Result<()> {
+        self.sites.inner.stats.count_forwarded("abort_upload");
+        let req = UploadRequest {
+            caller: forwarder(caller),
+            bucket: bucket_ref(bucket),
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            after: None,
+            max: 0,
+        };
+        self.sites.call::<()>(&home_of(bucket), OP_MP_ABORT, &req, None).await.map(|_| ())
+    }
+
+    async fn list_parts(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        after: Option<u32>,
+        max: usize,
+    ) -> Result<PartsPage> {
+        let req = UploadRequest {
+            caller: forwarder(caller),
+            bucket: bucket_ref(bucket),
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            after,
+            max,
+        };
+        let (p, _) = self.sites.call::<WirePartsPage>(&home_of(bucket), OP_MP_PARTS, &req, None).await?;
+        Ok(PartsPage { upload: p.upload, parts: p.parts, is_truncated: p.is_truncated, next_marker: p.next_marker })
+    }
+
+    async fn list_uploads(
+        &self,
+        caller: &Caller,
+        bucket: &BucketRecord,
+        prefix: &str,
+        delimiter: Option<&str>,
+        key_marker: Option<&str>,
+        upload_id_marker: Option<&str>,
+        max: usize,
+    ) -> Result<UploadsPage> {
+        let req = UploadsRequest {
+            caller: forwarder(caller),
+            bucket: bucket_ref(bucket),
+            prefix: prefix.to_owned(),
+            delimiter: delimiter.map(str::to_owned),
+            key_marker: key_marker.map(str::to_owned),
+            upload_id_marker: upload_id_marker.map(str::to_owned),
+            max,
+        };
+        let (p, _) = self.sites.call::<WireUploadsPage>(&home_of(bucket), OP_MP_UPLOADS, &req, None).await?;
+        Ok(UploadsPage {
+            uploads: p.uploads,
+            common_prefixes: p.common_prefixes,
+            is_truncated: p.is_truncated,
+            next_key_marker: p.next_key_marker,
+            next_upload_id_marker: p.next_upload_id_marker,
+        })
     }
 
     async fn copy_object(

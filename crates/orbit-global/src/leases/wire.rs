@@ -14,6 +14,12 @@ pub(crate) const OP_LIST: &str = "list";
 pub(crate) const OP_PUT: &str = "put";
 pub(crate) const OP_DELETE: &str = "delete";
 pub(crate) const OP_COPY: &str = "copy";
+pub(crate) const OP_MP_CREATE: &str = "mp-create";
+pub(crate) const OP_MP_PART: &str = "mp-part";
+pub(crate) const OP_MP_COMPLETE: &str = "mp-complete";
+pub(crate) const OP_MP_ABORT: &str = "mp-abort";
+pub(crate) const OP_MP_PARTS: &str = "mp-parts";
+pub(crate) const OP_MP_UPLOADS: &str = "mp-uploads";
 
 /// The answer status of a success and of an error carried as [`WireError`].
 pub(crate) const STATUS_OK: u16 = 200;
@@ -176,6 +182,80 @@ pub(crate) struct CopyRequest {
     pub conditions: Conditions,
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CreateUploadRequest {
+    pub caller: Forwarder,
+    pub bucket: BucketRef,
+    pub key: String,
+    pub headers: ContentHeaders,
+    pub user_metadata: BTreeMap<String, String>,
+    pub checksum_algorithm: Option<orbit_core::ChecksumAlgorithm>,
+    pub checksum_kind: Option<orbit_core::ChecksumKind>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PartRequest {
+    pub caller: Forwarder,
+    pub bucket: BucketRef,
+    pub key: String,
+    pub upload_id: String,
+    pub number: u32,
+    pub content_length: Option<u64>,
+    pub content_md5: Option<String>,
+    pub checksum_algorithm: Option<orbit_core::ChecksumAlgorithm>,
+    pub checksum_value: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CompleteRequest {
+    pub caller: Forwarder,
+    pub bucket: BucketRef,
+    pub key: String,
+    pub upload_id: String,
+    /// (number, ETag, checksum) of each part, in order.
+    pub parts: Vec<(u32, String, Option<String>)>,
+    pub conditions: Conditions,
+    pub expected_checksum: Option<(orbit_core::ChecksumAlgorithm, String)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct UploadRequest {
+    pub caller: Forwarder,
+    pub bucket: BucketRef,
+    pub key: String,
+    pub upload_id: String,
+    pub after: Option<u32>,
+    pub max: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WirePartsPage {
+    pub upload: orbit_core::UploadRecord,
+    pub parts: Vec<orbit_core::PartRecord>,
+    pub is_truncated: bool,
+    pub next_marker: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct UploadsRequest {
+    pub caller: Forwarder,
+    pub bucket: BucketRef,
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub max: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireUploadsPage {
+    pub uploads: Vec<orbit_core::UploadRecord>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
+}
+
 /// An error as a value, with what the client must see.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum WireError {
@@ -196,6 +276,9 @@ pub(crate) enum WireError {
     QuotaExceeded(String),
     LimitExceeded(String),
     NotImplemented(String),
+    InvalidPart(String),
+    InvalidPartOrder,
+    EntityTooSmall,
     Unavailable(String),
     Internal(String),
 }
@@ -237,10 +320,9 @@ impl From<&Error> for WireError {
             Error::LimitExceeded(m) => Self::LimitExceeded(m.clone()),
             Error::NotImplemented(m) => Self::NotImplemented(m.clone()),
             Error::Unavailable(m) => Self::Unavailable(m.clone()),
-            // Multipart errors never cross sites (multipart is not forwarded).
-            Error::InvalidPart(_) | Error::InvalidPartOrder | Error::EntityTooSmall => {
-                Self::InvalidRequest(e.to_string())
-            }
+            Error::InvalidPart(m) => Self::InvalidPart(m.clone()),
+            Error::InvalidPartOrder => Self::InvalidPartOrder,
+            Error::EntityTooSmall => Self::EntityTooSmall,
             Error::Internal(m) => Self::Internal(m.clone()),
         }
     }
@@ -266,6 +348,9 @@ impl From<WireError> for Error {
             WireError::QuotaExceeded(m) => Error::QuotaExceeded(m),
             WireError::LimitExceeded(m) => Error::LimitExceeded(m),
             WireError::NotImplemented(m) => Error::NotImplemented(m),
+            WireError::InvalidPart(m) => Error::InvalidPart(m),
+            WireError::InvalidPartOrder => Error::InvalidPartOrder,
+            WireError::EntityTooSmall => Error::EntityTooSmall,
             WireError::Unavailable(m) => Error::Unavailable(format!("at the home site: {m}")),
             WireError::Internal(m) => Error::Internal(format!("at the home site: {m}")),
         }
