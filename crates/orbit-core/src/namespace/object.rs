@@ -379,10 +379,8 @@ impl Namespace {
         }
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         if let Some(remote) = self.remote_for(&b.record) {
-            let content_length = put.content_length;
-            let rec = remote.put_object(caller, &b.record, key, put).await?;
-            self.meter.bytes_in(caller.tenant_id, bucket, content_length.unwrap_or(rec.size));
-            return Ok(rec);
+            // Bytes in are metered at home, which stores them: once per write.
+            return remote.put_object(caller, &b.record, key, put).await;
         }
         if let Some(m) = b.record.mapped.clone() {
             let rec = self.mapped_put(&b, &m, key, put).await?;
