@@ -28,6 +28,7 @@ impl From<Error> for ApiError {
             Error::SlowDown { .. } => ApiError(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", msg),
             Error::QuotaExceeded(_) => ApiError(StatusCode::FORBIDDEN, "QuotaExceeded", msg),
             Error::LimitExceeded(_) => ApiError(StatusCode::FORBIDDEN, "LimitExceeded", msg),
+            Error::NotImplemented(_) => ApiError(StatusCode::NOT_IMPLEMENTED, "NotImplemented", msg),
             Error::Unavailable(m) => {
                 tracing::warn!(error = %m, "admin request failed: unavailable");
                 ApiError(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "service unavailable, retry".into())

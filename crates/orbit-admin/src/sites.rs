@@ -40,6 +40,39 @@ pub struct Site {
     pub last_seen_ms: Option<i64>,
 }
 
+/// One read lease: in the home table (`site` is the holder) or held here
+/// (`site` is the home that granted it).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct LeaseEntry {
+    /// `epoch.sequence`, as the home site numbers it.
+    pub lease: String,
+    pub site: String,
+    /// The bucket's id (leases name buckets by id, never by a tenant's name for it).
+    pub bucket: String,
+    /// The key prefix covered; empty for the whole bucket.
+    pub prefix: String,
+}
+
+/// The leases of this site: granted as a home site, held as a satellite.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SiteLeases {
+    pub site: String,
+    /// This site's incarnation as a home site (grows at every start).
+    pub home_epoch: u64,
+    /// Read leases granted to satellites and not yet surely expired.
+    pub granted: Vec<LeaseEntry>,
+    /// Read leases this site holds and may serve under now.
+    pub held: Vec<LeaseEntry>,
+}
+
+/// Renders this site's lease tables; wired by the binary when peers are configured.
+pub type LeasesRenderer = Arc<dyn Fn() -> SiteLeases + Send + Sync>;
+
+/// Serve `GET /admin/v1/sites/leases` from `leases` (without it: empty tables).
+pub fn with_leases(router: Router, leases: LeasesRenderer) -> Router {
+    router.layer(Extension(leases))
+}
+
 /// Lists this site first, then its peers; wired by the binary.
 pub type SitesRenderer = Arc<dyn Fn() -> Vec<Site> + Send + Sync>;
 
@@ -49,11 +82,14 @@ pub fn with_sites(router: Router, sites: SitesRenderer) -> Router {
 }
 
 pub(crate) fn routes() -> Router<AdminService> {
-    Router::new().route("/admin/v1/sites", get(list_sites)).route("/admin/v1/sites/{site}", get(get_site))
+    Router::new()
+        .route("/admin/v1/sites", get(list_sites))
+        .route("/admin/v1/sites/leases", get(site_leases))
+        .route("/admin/v1/sites/{site}", get(get_site))
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(list_sites, get_site), components(schemas(Site)))]
+#[openapi(paths(list_sites, get_site, site_leases), components(schemas(Site, SiteLeases, LeaseEntry)))]
 pub(crate) struct SitesDoc;
 
 fn sites(c: &Caller, renderer: Option<Extension<SitesRenderer>>) -> ApiResult<Vec<Site>> {
@@ -83,7 +119,23 @@ async fn get_site(
     found.map(Json).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "NotFound", format!("no site named `{name}`")))
 }
 
+#[utoipa::path(get, path = "/admin/v1/sites/leases",
+    responses((status = 200, body = SiteLeases), (status = 403, body = ErrorBody)))]
+async fn site_leases(
+    Extension(c): Extension<Caller>,
+    renderer: Option<Extension<LeasesRenderer>>,
+) -> ApiResult<Json<SiteLeases>> {
+    if c.role != Role::Operator {
+        return Err(Error::AccessDenied.into());
+    }
+    Ok(Json(renderer.map(|Extension(r)| r()).unwrap_or_default()))
+}
+
 impl AdminClient {
+    pub async fn site_leases(&self) -> Result<SiteLeases, ClientError> {
+        self.call(Method::GET, "/admin/v1/sites/leases", None::<&()>).await?.ok_or_else(empty)
+    }
+
     pub async fn list_sites(&self) -> Result<Vec<Site>, ClientError> {
         self.call(Method::GET, "/admin/v1/sites", None::<&()>).await?.ok_or_else(empty)
     }

@@ -22,6 +22,7 @@ pub use bucket_directory::BucketDirectory;
 pub use checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum};
 pub use layout::{Consistency, MappedLocation};
 pub use namespace::Namespace;
+pub use namespace::global::{RemoteBuckets, WriteGate, WritePass};
 pub use namespace::list::{ListPage, ListQuery};
 pub use namespace::multipart::{CompletedPart, PartsPage, UploadsPage};
 pub use namespace::object::{

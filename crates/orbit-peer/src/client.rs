@@ -41,6 +41,8 @@ impl PeerError {
 
 struct Peer {
     url: String,
+    /// The listener's base URL, for the data routes.
+    base: String,
     secret: String,
     http: reqwest::Client,
 }
@@ -73,7 +75,12 @@ impl PeerClient {
                 .map_err(|e| PeerError::Unreachable(format!("cannot build the client for `{name}`: {e}")))?;
             peers.insert(
                 name.clone(),
-                Peer { url: format!("{}{ENVELOPE_PATH}", spec.url), secret: spec.secret.clone(), http },
+                Peer {
+                    url: format!("{}{ENVELOPE_PATH}", spec.url),
+                    base: spec.url.clone(),
+                    secret: spec.secret.clone(),
+                    http,
+                },
             );
         }
         Ok(Self { site: config.site.clone(), peers })
@@ -160,6 +167,76 @@ impl PeerClient {
                 Err(PeerError::Rejected { status, message })
             }
         }
+    }
+}
+
+impl PeerClient {
+    /// A signed data request to `to`'s route `op`: `description` (JSON) is
+    /// signed, `body` streams after it unbuffered. `timeout` bounds the whole
+    /// exchange (none for a forwarded write of unknown length). The answer's
+    /// status is the data protocol's; only authentication failures and
+    /// transport errors are errors here.
+    pub async fn data(
+        &self,
+        to: &SiteId,
+        op: &str,
+        description: Vec<u8>,
+        body: Option<crate::data::DataBody>,
+        timeout: Option<Duration>,
+    ) -> Result<crate::data::DataAnswer, PeerError> {
+        use crate::data;
+        use futures::TryStreamExt;
+        let peer = self.peers.get(to).ok_or_else(|| PeerError::UnknownPeer(to.clone()))?;
+        let started = Instant::now();
+        let path = data::path(op);
+        let now_s = orbit_types::now_ms() / 1000;
+        let authz = auth::sign_request(&self.site, &peer.secret, &path, &description, now_s);
+        let request_sig = orbit_types::signing::parse(&authz).map(|p| p.signature).unwrap_or_default();
+        data::count(to, data::DIR_OUT, description.len());
+        let mut req = peer
+            .http
+            .post(format!("{}{path}", peer.base))
+            .header("authorization", authz)
+            .header(data::REQUEST_HEADER, data::encode_header(&description));
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        if let Some(body) = body {
+            let counted = to.clone();
+            let body = body.inspect_ok(move |b| data::count(&counted, data::DIR_OUT, b.len()));
+            req = req.body(reqwest::Body::wrap_stream(body));
+        }
+        let result = async {
+            let resp = req.send().await.map_err(|e| PeerError::Unreachable(describe(&e)))?;
+            let status = resp.status().as_u16();
+            let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let signature = header(data::SIGNATURE_HEADER);
+            let answer_desc = header(data::ANSWER_HEADER);
+            if resp.content_length().is_some_and(|l| l > data::MAX_DATA_ANSWER_BYTES as u64) {
+                return Err(PeerError::BadAnswer("answer too large".into()));
+            }
+            let body = resp.bytes().await.map_err(|e| PeerError::Unreachable(describe(&e)))?;
+            data::count(to, data::DIR_IN, body.len());
+            if status == 401 {
+                let message = serde_json::from_slice::<ErrorBody>(&body).map(|b| b.error).unwrap_or_default();
+                return Err(PeerError::Rejected { status, message });
+            }
+            let description = answer_desc.as_deref().and_then(data::decode_header).unwrap_or_default();
+            let covered = data::signed_answer(&description, &body);
+            if !auth::verify_reply(signature.as_deref(), to, &peer.secret, status, &request_sig, &covered) {
+                return Err(PeerError::BadAnswer(format!("HTTP {status} answer not signed by `{to}`")));
+            }
+            Ok(data::DataAnswer { status, description, body })
+        }
+        .await;
+        let outcome = match &result {
+            Ok(a) if a.status < 400 => "ok",
+            Ok(_) => "error",
+            Err(PeerError::Unreachable(_)) => "unreachable",
+            Err(_) => "error",
+        };
+        metrics::request(&to.0, OUT, outcome, started.elapsed());
+        result
     }
 }
 

@@ -9,6 +9,7 @@
 mod auth;
 mod client;
 mod config;
+mod data;
 mod handler;
 mod metrics;
 mod prober;
@@ -17,6 +18,7 @@ mod server;
 pub use auth::{AuthRefusal, PEER_MAX_SKEW_SECS};
 pub use client::{PeerClient, PeerError};
 pub use config::{PeerConfig, PeerSpec};
+pub use data::{DATA_PATH_PREFIX, DataAnswer, DataBody, DataHandler, MAX_DATA_ANSWER_BYTES};
 pub use handler::{LivenessHandler, PeerHandler, Reply};
 pub use prober::{PeerStatus, Prober, SitesSnapshot};
 pub use server::{ENVELOPE_PATH, MAX_ENVELOPE_BYTES, PeerServer};

@@ -26,3 +26,10 @@ pub(crate) fn bytes(peer: &str, direction: &'static str, n: usize) {
 pub(crate) fn refused(reason: &'static str) {
     metrics::counter!("orbit_peer_refused_total", "reason" => reason).increment(1);
 }
+
+/// Bytes of the data routes (records, chunks, listings, forwarded writes)
+/// that crossed the wide area, as seen by this site.
+pub(crate) fn data_bytes(peer: &str, direction: &'static str, n: usize) {
+    metrics::counter!("orbit_peer_data_bytes_total", "peer" => peer.to_owned(), "direction" => direction)
+        .increment(n as u64);
+}

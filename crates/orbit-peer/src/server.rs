@@ -50,6 +50,8 @@ struct Inner {
     peers: BTreeMap<SiteId, PeerSpec>,
     max_skew_s: i64,
     handler: Arc<dyn PeerHandler>,
+    /// The data routes' handler; without one they answer 404.
+    data: Option<Arc<dyn crate::data::DataHandler>>,
 }
 
 /// The server side of the peer channel.
@@ -66,12 +68,28 @@ impl PeerServer {
                 peers: config.peers.clone(),
                 max_skew_s: config.max_skew.as_secs() as i64,
                 handler,
+                data: None,
             }),
         }
     }
 
+    /// Serve the data routes (`/peer/v1/data/{op}`) through `handler`.
+    pub fn with_data(self, handler: Arc<dyn crate::data::DataHandler>) -> Self {
+        let inner = Inner {
+            site: self.inner.site.clone(),
+            peers: self.inner.peers.clone(),
+            max_skew_s: self.inner.max_skew_s,
+            handler: self.inner.handler.clone(),
+            data: Some(handler),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
     pub fn router(&self) -> Router {
-        Router::new().route(ENVELOPE_PATH, post(envelope)).with_state(self.inner.clone())
+        Router::new()
+            .route(ENVELOPE_PATH, post(envelope))
+            .route(&format!("{}{{op}}", crate::data::DATA_PATH_PREFIX), post(data_route))
+            .with_state(self.inner.clone())
     }
 
     /// Serve until `shutdown` resolves: HTTP/2 by prior knowledge or
@@ -129,6 +147,62 @@ async fn envelope(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bod
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(&sig) {
         resp.headers_mut().insert(REPLY_SIGNATURE_HEADER, v);
+    }
+    resp
+}
+
+/// A data request: authenticated from its signed description before any of
+/// its body is read, then handed to the data handler with the body streaming.
+async fn data_route(
+    State(inner): State<Arc<Inner>>,
+    axum::extract::Path(op): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    use crate::data;
+    use futures::{StreamExt, TryStreamExt};
+    let started = Instant::now();
+    let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Err(r) = auth::identify(auth_header, &inner.peers) {
+        return refuse_auth(r);
+    }
+    let Some(description) =
+        headers.get(data::REQUEST_HEADER).and_then(|v| v.to_str().ok()).and_then(data::decode_header)
+    else {
+        metrics::refused("malformed_request");
+        return error(StatusCode::BAD_REQUEST, "missing or malformed request description");
+    };
+    let now_s = orbit_types::now_ms() / 1000;
+    let path = data::path(&op);
+    let (from, request_sig) =
+        match auth::verify_request(auth_header, &inner.peers, &path, &description, now_s, inner.max_skew_s) {
+            Ok(v) => v,
+            Err(r) => return refuse_auth(r),
+        };
+    let Some(handler) = inner.data.clone() else {
+        return error(StatusCode::NOT_FOUND, "this site serves no data routes");
+    };
+    data::count(&from, data::DIR_IN, description.len());
+    let counted = from.clone();
+    let stream = TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other)
+        .inspect_ok(move |b| data::count(&counted, data::DIR_IN, b.len()))
+        .boxed();
+    let answer = handler.handle(from.clone(), op, Bytes::from(description), stream).await;
+    data::count(&from, data::DIR_OUT, answer.description.len() + answer.body.len());
+    let outcome = if answer.status < 400 { "ok" } else { "error" };
+    metrics::request(&from.0, IN, outcome, started.elapsed());
+    let secret = &inner.peers[&from].secret;
+    let sig = data::sign_answer(&inner.site, secret, &answer, &request_sig, now_s);
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let desc_header = data::encode_header(&answer.description);
+    let mut resp = Response::new(Body::from(answer.body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&desc_header) {
+        resp.headers_mut().insert(data::ANSWER_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&sig) {
+        resp.headers_mut().insert(data::SIGNATURE_HEADER, v);
     }
     resp
 }

@@ -61,6 +61,7 @@ pub(crate) fn s3_error(e: Error) -> S3Error {
         }
         // The only S3 path that meets a tenant limit is CreateBucket.
         Error::LimitExceeded(m) => (S3ErrorCode::TooManyBuckets, m.clone()),
+        Error::NotImplemented(m) => (S3ErrorCode::NotImplemented, m.clone()),
         Error::Unavailable(m) => {
             tracing::warn!(error = %m, "request failed: a dependency is unavailable");
             (S3ErrorCode::ServiceUnavailable, "Please reduce your request rate or retry.".into())

@@ -252,6 +252,19 @@ impl HomeSite {
         HomeRead::Local { cacheable: !pending }
     }
 
+    /// How a listing of `prefix` may be served (for a satellite's fetch): not
+    /// cacheable while a write of any key under the prefix awaits its gate,
+    /// for the same reason as [`HomeSite::read`].
+    pub fn list(&self, bucket: BucketId, prefix: &str) -> HomeRead {
+        let scope = LeaseScope::new(bucket, prefix);
+        if let Some(w) = self.write_leases.values().find(|w| w.scope.overlaps(&scope)) {
+            return HomeRead::Redirect { holder: w.holder.clone() };
+        }
+        let pending =
+            self.writes.values().any(|w| w.bucket == bucket && w.keys.iter().any(|k| scope.covers(bucket, k)));
+        HomeRead::Local { cacheable: !pending }
+    }
+
     /// Starts the gate of a write (put, delete, multipart completion) of
     /// `keys` in `bucket`: invalidations go to every holder of a covering
     /// lease, and [`HomeEvent::WriteReady`] follows once all acknowledged or

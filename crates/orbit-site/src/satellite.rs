@@ -338,6 +338,34 @@ impl SatelliteSite {
         self.plan(now, bucket, Entry::Listing(prefix.to_owned()))
     }
 
+    /// A fetch of a listing of `prefix` under a valid lease even when an entry
+    /// for the prefix is cached: the caller keeps one page per query, and a
+    /// cached page of one query vouches for nothing about another page of the
+    /// same prefix. `ReadThrough` when no valid lease covers the prefix.
+    pub fn refetch_listing(&mut self, now: MonoTime, bucket: BucketId, prefix: &str) -> ReadPlan {
+        let Some(lease) = self.valid_lease_over(now, |s| s.covers_prefix(bucket, prefix)) else {
+            return ReadPlan::ReadThrough;
+        };
+        if let Some(l) = self.leases.get_mut(&lease) {
+            l.used = true;
+        }
+        self.next_fetch += 1;
+        let id = FetchId(self.next_fetch);
+        self.fetches.insert(id, Fetch { lease, bucket, entry: Entry::Listing(prefix.to_owned()), spoiled: false });
+        ReadPlan::Fetch(id)
+    }
+
+    /// The lease a fetch is made under: its answer may be kept only if it came
+    /// from the incarnation of home that granted it (the lease's epoch).
+    pub fn fetch_lease(&self, fetch: FetchId) -> Option<LeaseId> {
+        self.fetches.get(&fetch).map(|f| f.lease.1)
+    }
+
+    /// Whether a listing of `prefix` has an entry cached (to prune the caller's pages).
+    pub fn is_listing_cached(&self, bucket: BucketId, prefix: &str) -> bool {
+        self.cached.contains_key(&(bucket, Entry::Listing(prefix.to_owned())))
+    }
+
     /// Reports the answer to a fetch. `cacheable` is what the home site said
     /// (false while a write of the key was pending there). Returns whether the
     /// value may be kept in cache: only if the lease is still valid and no

@@ -85,6 +85,10 @@ pub enum Error {
     /// A limit the operator set for the tenant would be exceeded (users, keys, buckets).
     #[error("{0}")]
     LimitExceeded(String),
+    /// The operation is valid S3 but this deployment does not perform it
+    /// (a copy between buckets of different home sites); no retry will help.
+    #[error("{0}")]
+    NotImplemented(String),
     /// A dependency (metadata store, backend) failed; retrying may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),

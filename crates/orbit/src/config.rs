@@ -48,6 +48,70 @@ pub struct Config {
     pub directory_site: Option<String>,
     /// Milliseconds between pulls of the directory at a mirroring site.
     pub directory_pull_interval_ms: u64,
+    /// Timing of the read leases between sites (every site of a deployment
+    /// must use the same values).
+    pub leases: LeaseSettings,
+}
+
+/// The `[leases]` table; defaults are orbit-site's `LeaseTiming::default()`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseSettings {
+    /// How long a read lease lets a satellite serve from its cache.
+    pub read_lease_ms: u64,
+    /// The most one site's clock may run faster than another's (0.01 = 1 %).
+    pub drift: f64,
+    /// Added to the drift bound for timer granularity and scheduling delay.
+    pub margin_ms: u64,
+    /// A satellite renews a lease in use once less than this remains.
+    pub renew_before_ms: u64,
+    /// How often unanswered lease messages and invalidations are sent again.
+    pub retry_every_ms: u64,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        let t = orbit_site::LeaseTiming::default();
+        Self {
+            read_lease_ms: t.read_lease.as_millis() as u64,
+            drift: t.drift,
+            margin_ms: t.margin.as_millis() as u64,
+            renew_before_ms: t.renew_before.as_millis() as u64,
+            retry_every_ms: t.retry_every.as_millis() as u64,
+        }
+    }
+}
+
+impl LeaseSettings {
+    /// The timing, or a one-line error naming the field at fault.
+    pub fn timing(&self) -> Result<orbit_site::LeaseTiming> {
+        use std::time::Duration;
+        if self.read_lease_ms == 0 {
+            bail!("config field `leases.read_lease_ms`: must be positive");
+        }
+        if !(self.drift.is_finite() && (0.0..1.0).contains(&self.drift)) {
+            bail!("config field `leases.drift`: must be at least 0 and below 1, got {}", self.drift);
+        }
+        if self.renew_before_ms >= self.read_lease_ms {
+            bail!(
+                "config field `leases.renew_before_ms`: must be shorter than `leases.read_lease_ms` ({} >= {})",
+                self.renew_before_ms,
+                self.read_lease_ms
+            );
+        }
+        if self.retry_every_ms == 0 {
+            bail!("config field `leases.retry_every_ms`: must be positive");
+        }
+        let timing = orbit_site::LeaseTiming {
+            read_lease: Duration::from_millis(self.read_lease_ms),
+            drift: self.drift,
+            margin: Duration::from_millis(self.margin_ms),
+            renew_before: Duration::from_millis(self.renew_before_ms),
+            retry_every: Duration::from_millis(self.retry_every_ms),
+        };
+        timing.validate().map_err(|e| anyhow::anyhow!("config table `leases`: {e}"))?;
+        Ok(timing)
+    }
 }
 
 /// One peer site.
@@ -218,6 +282,7 @@ impl Default for Config {
             peers: BTreeMap::new(),
             directory_site: None,
             directory_pull_interval_ms: 1000,
+            leases: LeaseSettings::default(),
         }
     }
 }
@@ -257,6 +322,7 @@ impl Config {
                 bail!("config field `s3_domains`: `{d}` is not a domain name");
             }
         }
+        self.leases.timing()?;
         self.validate_peers()?;
         if let Some(d) = &self.directory_site
             && d != &self.site
@@ -394,6 +460,33 @@ mod tests {
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.site, "paris");
         assert_eq!(c.backend.kind, BackendKind::Memory);
+    }
+
+    #[test]
+    fn lease_timing_defaults_to_the_protocols_and_errors_name_the_field() {
+        assert_eq!(Config::default().leases.timing().unwrap(), orbit_site::LeaseTiming::default());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("orbit.toml");
+        let load = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            Config::load(Some(&p))
+        };
+        let c = load("[leases]\nread_lease_ms = 2000\nrenew_before_ms = 800\nretry_every_ms = 200\n").unwrap();
+        let t = c.leases.timing().unwrap();
+        assert_eq!(t.read_lease, std::time::Duration::from_secs(2));
+        assert_eq!(t.drift, 0.01, "unset fields keep their defaults");
+        for (text, field) in [
+            ("[leases]\nread_lease_ms = 0\n", "leases.read_lease_ms"),
+            ("[leases]\ndrift = 1.5\n", "leases.drift"),
+            ("[leases]\ndrift = -0.1\n", "leases.drift"),
+            ("[leases]\nread_lease_ms = 1000\nrenew_before_ms = 1000\n", "leases.renew_before_ms"),
+            ("[leases]\nretry_every_ms = 0\n", "leases.retry_every_ms"),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+            assert_eq!(e.lines().count(), 1, "one line: {e}");
+        }
+        assert!(load("[leases]\ncolour = 1\n").unwrap_err().to_string().contains("colour"));
     }
 
     #[test]

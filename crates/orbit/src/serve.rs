@@ -207,6 +207,11 @@ pub async fn run(config: Config) -> Result<()> {
             namespace.apply_cache_share(t.id, t.cache_share_bytes).await?;
         }
     }
+    // The global namespace's hooks go in before anything serves the namespace.
+    let leases = crate::sites::start_leases(&config, meta.clone(), directory.clone()).await?;
+    if let Some(l) = &leases {
+        namespace = l.sites.install(namespace);
+    }
     let collector = namespace.start_background();
     let metering = namespace.start_metering();
 
@@ -239,13 +244,14 @@ pub async fn run(config: Config) -> Result<()> {
         directory: directory.clone(),
         namespace: namespace.clone(),
     };
-    let peering = crate::sites::Peering::start(&config, parts, stopped(stop_rx.clone())).await?;
+    let peering = crate::sites::Peering::start(&config, parts, leases, stopped(stop_rx.clone())).await?;
     let admin = orbit_admin::router(
         AdminService::new(directory.clone(), namespace.clone(), prefetcher).with_auditor(auditor.clone()),
         Arc::new(move || prometheus.render()),
     );
     let admin = orbit_admin::sites::with_sites(admin, peering.renderer.clone());
     let admin = orbit_admin::directory::with_directory(admin, peering.directory.clone());
+    let admin = orbit_admin::sites::with_leases(admin, peering.leases.clone());
     let s3_task = tokio::spawn(s3.serve(s3_listener, stopped(stop_rx.clone())));
     let admin_task =
         tokio::spawn(async move { axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx)).await });

@@ -1,16 +1,19 @@
 //! The site's peer channel in `orbit serve`: the listener for peer sites,
 //! the client to them, the liveness prober, the directory (served here or
-//! mirrored from the directory site), and the views the admin API shows.
+//! mirrored from the directory site), the lease runtime of the global
+//! namespace (orbit-global) answering on that listener, and the views the
+//! admin API shows.
 
 use crate::config::Config;
 use anyhow::{Context, Result};
 use orbit_admin::directory::{DirectoryRenderer, DirectoryStatus};
-use orbit_admin::sites::{Site, SitesRenderer};
+use orbit_admin::sites::{LeaseEntry, LeasesRenderer, Site, SiteLeases, SitesRenderer};
 use orbit_core::Namespace;
 use orbit_global::PeerRouter;
 use orbit_global::directory::{DirectoryAuthority, DirectorySiteBuckets, Mirror, PeerChannel, VersionedStore};
+use orbit_global::leases::{LeaseView, Sites};
 use orbit_meta::MetaStore;
-use orbit_peer::{LivenessHandler, PeerClient, PeerServer, Prober};
+use orbit_peer::{PeerClient, PeerServer, Prober};
 use orbit_site::SiteId;
 use orbit_tenancy::Directory;
 use std::future::Future;
@@ -19,13 +22,38 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// The lease runtime, started before the namespace serves anything so its
+/// hooks are installed first.
+pub struct Leases {
+    pub sites: Sites,
+    client: Arc<PeerClient>,
+}
+
+/// Starts the lease runtime when peers are configured (none otherwise: a
+/// lone site is home to every bucket and has nobody to grant leases to).
+pub async fn start_leases(config: &Config, meta: Arc<dyn MetaStore>, directory: Directory) -> Result<Option<Leases>> {
+    let peer_config = config.peer_config()?;
+    if peer_config.peers.is_empty() {
+        return Ok(None);
+    }
+    let client = Arc::new(PeerClient::new(&peer_config)?);
+    let timing = config.leases.timing()?;
+    let sites = Sites::start(orbit_site::SiteId::new(config.site.clone()), timing, client.clone(), meta, directory)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(epoch = sites.table().home_epoch, "lease runtime started");
+    Ok(Some(Leases { sites, client }))
+}
+
 /// What runs for the peer channel; dropped with `stop`.
 pub struct Peering {
     pub renderer: SitesRenderer,
     pub directory: DirectoryRenderer,
+    pub leases: LeasesRenderer,
     server: Option<JoinHandle<std::io::Result<()>>>,
     prober: Option<JoinHandle<()>>,
     mirror: Option<JoinHandle<()>>,
+    ticker: Option<JoinHandle<()>>,
 }
 
 /// The parts of the site the directory is served from or mirrored into.
@@ -37,43 +65,59 @@ pub struct SiteParts {
     pub namespace: Namespace,
 }
 
+fn entry(v: &LeaseView) -> LeaseEntry {
+    LeaseEntry { lease: v.lease.clone(), site: v.site.clone(), bucket: v.bucket.clone(), prefix: v.prefix.clone() }
+}
+
 impl Peering {
-    /// Start the listener and the prober when peers are configured; with
-    /// none, only this site is shown and no port is opened (nothing could
-    /// authenticate to it), and the site is its own directory.
+    /// Start the listener, the prober, the directory and the lease timers
+    /// when peers are configured; with none, only this site is shown, no
+    /// port is opened (nothing could authenticate to it), and the site is its
+    /// own directory.
     pub async fn start(
         config: &Config,
         parts: SiteParts,
+        leases: Option<Leases>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Self> {
         let peer_config = config.peer_config()?;
         let local_name = config.site.clone();
-        if peer_config.peers.is_empty() {
+        let Some(Leases { sites, client }) = leases.filter(|_| !peer_config.peers.is_empty()) else {
             let renderer: SitesRenderer = Arc::new(move || vec![local_site(&local_name, None)]);
             let site = config.site.clone();
+            let shown = site.clone();
             let directory: DirectoryRenderer = Arc::new(move || DirectoryStatus {
-                directory_site: site.clone(),
-                site: site.clone(),
+                directory_site: shown.clone(),
+                site: shown.clone(),
                 is_directory_site: true,
                 ..Default::default()
             });
-            return Ok(Self { renderer, directory, server: None, prober: None, mirror: None });
-        }
+            let leases: LeasesRenderer = Arc::new(move || SiteLeases { site: site.clone(), ..Default::default() });
+            return Ok(Self { renderer, directory, leases, server: None, prober: None, mirror: None, ticker: None });
+        };
         let listener = TcpListener::bind(config.peer_addr)
             .await
             .with_context(|| format!("cannot listen on {} (peer_addr)", config.peer_addr))?;
-        let client = Arc::new(PeerClient::new(&peer_config)?);
         let prober = Prober::new(client.clone());
         let timeout = Duration::from_millis(config.peer_timeout_ms);
         let probing = prober.start(Duration::from_millis(config.peer_probe_interval_ms), timeout);
-        // Lease messages go to this handler; the lease protocol plugs in here.
-        let mut router = PeerRouter::new(Arc::new(LivenessHandler));
+        let mut router = PeerRouter::new(sites.peer_handler());
         let (directory, mirror, authority) = wire_directory(config, parts, &client).await?;
         if let Some(a) = authority {
             router = router.with_directory(a);
         }
-        let server = PeerServer::new(&peer_config, Arc::new(router));
+        let server = PeerServer::new(&peer_config, Arc::new(router)).with_data(sites.data_handler());
         let serving = tokio::spawn(server.serve(listener, shutdown));
+        let ticker = sites.spawn_ticker();
+        let leases: LeasesRenderer = Arc::new(move || {
+            let t = sites.table();
+            SiteLeases {
+                site: t.site,
+                home_epoch: t.home_epoch,
+                granted: t.granted.iter().map(entry).collect(),
+                held: t.held.iter().map(entry).collect(),
+            }
+        });
         let own_url = format!("http://{}", config.peer_addr);
         let renderer: SitesRenderer = Arc::new(move || {
             let snap = prober.snapshot();
@@ -92,7 +136,15 @@ impl Peering {
             sites
         });
         tracing::info!(peer = %config.peer_addr, peers = peer_config.peers.len(), "peer listener up");
-        Ok(Self { renderer, directory, server: Some(serving), prober: Some(probing), mirror })
+        Ok(Self {
+            renderer,
+            directory,
+            leases,
+            server: Some(serving),
+            prober: Some(probing),
+            mirror,
+            ticker: Some(ticker),
+        })
     }
 
     /// Stop probing and wait for the listener to finish in-flight requests.
@@ -102,6 +154,9 @@ impl Peering {
         }
         if let Some(m) = self.mirror {
             m.abort();
+        }
+        if let Some(t) = self.ticker {
+            t.abort();
         }
         if let Some(s) = self.server {
             let _ = s.await;

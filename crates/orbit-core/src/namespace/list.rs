@@ -44,6 +44,9 @@ impl Namespace {
         q: &ListQuery,
     ) -> Result<ListPage> {
         let b = self.resolve_bucket(tenant, bucket).await?;
+        if let Some(remote) = self.remote_for(&b.record) {
+            return remote.list_objects(tenant, &b.record, q).await;
+        }
         if let Some(m) = &b.record.mapped {
             return self.mapped_list(&b.record, m, q).await;
         }

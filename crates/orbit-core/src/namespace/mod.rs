@@ -3,6 +3,7 @@
 
 mod access;
 mod bucket;
+pub mod global;
 pub mod list;
 mod mapped;
 pub mod multipart;
@@ -43,6 +44,10 @@ pub struct Namespace {
     meter: crate::usage::meter::Meter,
     /// Set in a multi-site deployment: where bucket records are decided.
     bucket_directory: Arc<std::sync::OnceLock<Arc<dyn crate::BucketDirectory>>>,
+    /// The home site's write gate (see `global`), when sites are configured.
+    gate: Option<Arc<dyn global::WriteGate>>,
+    /// The satellite path for buckets homed elsewhere, when sites are configured.
+    remote: Option<Arc<dyn global::RemoteBuckets>>,
 }
 
 /// A bucket as read, with the exact stored bytes so a commit can require
@@ -69,6 +74,8 @@ impl Namespace {
             mapped_meta: Default::default(),
             meter,
             bucket_directory: Arc::default(),
+            gate: None,
+            remote: None,
         }
     }
 

@@ -85,6 +85,7 @@ impl Namespace {
         // Every step of an upload (part, part copy, complete, abort, list parts) writes its key.
         super::access::require_write_key(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        self.refuse_remote_multipart(&b.record)?;
         let id: UploadId = upload_id.parse().map_err(|_| Error::NotFound(Resource::Upload))?;
         let ukey = upload_key(b.record.id, id);
         let raw =
@@ -116,6 +117,11 @@ impl Namespace {
             return Err(Error::InvalidRequest("the FULL_OBJECT checksum type needs a CRC algorithm".into()));
         }
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(remote) = self.remote_for(&b.record) {
+            return remote
+                .create_upload(caller, &b.record, key, headers, user_metadata, checksum_algorithm, checksum_kind)
+                .await;
+        }
         if let Some(m) = &b.record.mapped {
             super::mapped::mapped_path(m, key)?;
             super::mapped::check_reserved_metadata(&user_metadata)?;
@@ -165,6 +171,11 @@ impl Namespace {
         part_number_ok(number)?;
         if content_length.is_some_and(|l| l > MAX_PART_SIZE) {
             return Err(Error::EntityTooLarge("a part is limited to 5 GiB".into()));
+        }
+        if let Some((remote, b)) = self.remote_upload(caller, bucket, key).await? {
+            return remote
+                .upload_part(caller, &b, key, upload_id, number, body, content_length, content_md5, checksum)
+                .await;
         }
         let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
         if checksum.algorithm.is_none() {
@@ -315,6 +326,11 @@ impl Namespace {
         if parts.windows(2).any(|w| w[0].number >= w[1].number) {
             return Err(Error::InvalidPartOrder);
         }
+        if let Some((remote, b)) = self.remote_upload(caller, bucket, key).await? {
+            return remote.complete_upload(caller, &b, key, upload_id, parts, conditions, expected_checksum).await;
+        }
+        let gated = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        let pass = self.open_gate(&gated.record, &[key.to_owned()]).await?;
         for _ in 0..MAX_CAS_RETRIES {
             let up = match self.resolve_upload(caller, bucket, key, upload_id).await {
                 Err(Error::NotFound(Resource::Upload)) => {
@@ -414,6 +430,7 @@ impl Namespace {
             }
             match self.meta.commit(txn).await {
                 Ok(()) => {
+                    pass.committed();
                     guard.report(soft);
                     self.gc.wake();
                     return Ok(rec);
@@ -455,6 +472,9 @@ impl Namespace {
 
     pub async fn abort_upload(&self, caller: &Caller, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         require_write(caller)?;
+        if let Some((remote, b)) = self.remote_upload(caller, bucket, key).await? {
+            return remote.abort_upload(caller, &b, key, upload_id).await;
+        }
         for _ in 0..MAX_CAS_RETRIES {
             let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
             let mut txn = Txn::new()
@@ -489,6 +509,9 @@ impl Namespace {
         after: Option<u32>,
         max: usize,
     ) -> Result<PartsPage> {
+        if let Some((remote, b)) = self.remote_upload(caller, bucket, key).await? {
+            return remote.list_parts(caller, &b, key, upload_id, after, max).await;
+        }
         let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
         let max = max.min(1000);
         let mut parts: Vec<PartRecord> = self
@@ -518,6 +541,9 @@ impl Namespace {
         // Uploads in progress are writes: listing them needs write on the whole prefix.
         super::access::require_list(caller, bucket, prefix, orbit_tenancy::Access::Write)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(remote) = self.remote_for(&b.record) {
+            return remote.list_uploads(caller, &b.record, prefix, delimiter, key_marker, upload_id_marker, max).await;
+        }
         let rows = self
             .meta
             .scan_prefix(Table::Uploads, b.record.id.as_bytes(), None, usize::MAX)

@@ -356,6 +356,8 @@ impl Namespace {
         conditions: &WriteConditions,
     ) -> Result<()> {
         let result = async {
+            let gated = self.resolve_bucket(tenant, bucket_name).await?;
+            let pass = self.open_gate(&gated.record, &[key.to_owned()]).await?;
             for _ in 0..MAX_CAS_RETRIES {
                 let bucket = self.resolve_bucket(tenant, bucket_name).await?;
                 let okey = object_key(bucket.record.id, key);
@@ -371,6 +373,7 @@ impl Namespace {
                 let soft = guard.charge(&mut txn, charge)?;
                 match self.meta.commit(txn).await {
                     Ok(()) => {
+                        pass.committed();
                         guard.report(soft);
                         if cur.is_some() {
                             self.gc.wake();
@@ -400,6 +403,10 @@ impl Namespace {
             return Err(Error::EntityTooLarge("a single PUT is limited to 5 GiB; use multipart upload".into()));
         }
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(remote) = self.remote_for(&b.record) {
+            // Bytes in are metered at home, which stores them: once per write.
+            return remote.put_object(caller, &b.record, key, put).await;
+        }
         if let Some(m) = b.record.mapped.clone() {
             let rec = self.mapped_put(&b, &m, key, put).await?;
             self.meter.bytes_in(caller.tenant_id, bucket, rec.size);
@@ -452,6 +459,9 @@ impl Namespace {
     ) -> Result<(ObjectRecord, Option<Range<u64>>)> {
         super::access::require_read(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(remote) = self.remote_for(&b.record) {
+            return remote.head_object(caller, &b.record, key, get).await;
+        }
         if let Some(m) = &b.record.mapped {
             let (_, rec, range) = self.mapped_lookup(&b.record, m, key, get).await?;
             return Ok((rec, range));
@@ -495,7 +505,12 @@ impl Namespace {
         super::access::require_read(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let tap = super::read::HitTap { meter: self.meter.clone(), tenant: b.record.tenant_id, bucket: bucket.into() };
+        let remote = self.remote_for(&b.record);
         let mut body = match &b.record.mapped {
+            _ if remote.is_some() => {
+                let remote = remote.expect("checked");
+                remote.get_object(caller, &b.record, key, get).await?
+            }
             Some(m) => self.mapped_get(&b.record, m, key, get, tap.clone()).await?,
             None => {
                 let (b, record, range) = self.lookup_in(b, key, get).await?;
@@ -514,9 +529,13 @@ impl Namespace {
     pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
         super::access::require_write_key(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        if let Some(remote) = self.remote_for(&b.record) {
+            return remote.delete_object(caller, &b.record, key).await;
+        }
         if let Some(m) = &b.record.mapped {
             return self.mapped_delete(&b.record, m, key).await;
         }
+        let pass = self.open_gate(&b.record, &[key.to_owned()]).await?;
         for _ in 0..MAX_CAS_RETRIES {
             let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
             let Some((raw, rec)) = self.read_object(b.record.id, key).await? else { return Ok(()) };
@@ -528,7 +547,10 @@ impl Namespace {
                 txn.push_put(Table::Gc, gc_key(backend, blob), due.clone());
             }
             match self.meta.commit(txn).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    pass.committed();
+                    return Ok(());
+                }
                 Err(MetaError::Conflict) => continue,
                 Err(e) => return Err(meta_error(e)),
             }
@@ -549,6 +571,11 @@ impl Namespace {
     ) -> Result<(crate::records::BucketRecord, ObjectRecord)> {
         super::access::require_read(caller, &src.bucket, &src.key)?;
         let sb = self.resolve_bucket(caller.tenant_id, &src.bucket).await?;
+        if self.remote_for(&sb.record).is_some() {
+            return Err(Error::NotImplemented(
+                "copying from a bucket homed at another site is not supported yet; read and write instead".into(),
+            ));
+        }
         if let Some(m) = &sb.record.mapped {
             let (_, rec, _) = self.mapped_lookup(&sb.record, m, &src.key, &GetObject::default()).await?;
             check_read_conditions(&rec, &src.conditions, true)?;
@@ -571,6 +598,20 @@ impl Namespace {
         super::access::require_write_key(caller, bucket, key)?;
         super::access::require_read(caller, &src.bucket, &src.key)?;
         parse_key(key)?;
+        let dst_bucket = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        let src_bucket = self.resolve_bucket(caller.tenant_id, &src.bucket).await?;
+        if dst_bucket.record.home_site != src_bucket.record.home_site
+            && (self.remote_for(&dst_bucket.record).is_some() || self.remote_for(&src_bucket.record).is_some())
+        {
+            return Err(Error::NotImplemented(
+                "copying between buckets homed at different sites is not supported yet; read and write instead".into(),
+            ));
+        }
+        if let Some(remote) = self.remote_for(&dst_bucket.record) {
+            return remote
+                .copy_object(caller, &dst_bucket.record, key, &src_bucket.record, src, directive, conditions)
+                .await;
+        }
         if self.is_mapped(caller.tenant_id, bucket).await? || self.is_mapped(caller.tenant_id, &src.bucket).await? {
             return self.mapped_copy(caller, bucket, key, src, directive, conditions).await;
         }

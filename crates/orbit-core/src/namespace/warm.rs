@@ -13,6 +13,9 @@ impl Namespace {
             return Err(Error::InvalidRequest("the chunk cache is disabled on this site".into()));
         }
         let b = self.resolve_bucket(tenant, bucket).await?;
+        if let Some(remote) = self.remote_for(&b.record) {
+            return remote.warm_object(tenant, &b.record, key).await;
+        }
         if let Some(m) = &b.record.mapped {
             return self.mapped_warm(&b.record, m, key).await;
         }

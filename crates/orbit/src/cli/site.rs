@@ -3,7 +3,7 @@
 use super::{Connection, emit, fmt_time, print_table};
 use anyhow::Result;
 use clap::Subcommand;
-use orbit_admin::sites::Site;
+use orbit_admin::sites::{LeaseEntry, Site};
 
 #[derive(Subcommand)]
 pub enum SiteCmd {
@@ -14,6 +14,15 @@ pub enum SiteCmd {
     /// Where this site's tenants, users, keys and buckets come from, and how
     /// fresh its copy is.
     Directory,
+    /// Read leases this site granted (as a home site) and holds (as a satellite).
+    Leases,
+}
+
+const LEASE_HEADER: [&str; 5] = ["role", "lease", "site", "bucket", "prefix"];
+
+fn lease_row(role: &str, l: &LeaseEntry) -> Vec<String> {
+    let prefix = if l.prefix.is_empty() { "(whole bucket)".to_owned() } else { l.prefix.clone() };
+    vec![role.into(), l.lease.clone(), l.site.clone(), l.bucket.clone(), prefix]
 }
 
 const HEADER: [&str; 7] = ["name", "url", "state", "rtt", "version", "last seen", "last error"];
@@ -41,6 +50,14 @@ pub async fn run(cmd: SiteCmd, conn: &Connection) -> Result<()> {
         SiteCmd::List => {
             let sites = c.list_sites().await?;
             emit(conn.output, &sites, || print_table(&HEADER, sites.iter().map(row).collect()))
+        }
+        SiteCmd::Leases => {
+            let t = c.site_leases().await?;
+            emit(conn.output, &t, || {
+                let rows = t.granted.iter().map(|l| lease_row("granted", l));
+                let rows = rows.chain(t.held.iter().map(|l| lease_row("held", l))).collect();
+                print_table(&LEASE_HEADER, rows)
+            })
         }
         SiteCmd::Show { name } => {
             let site = c.get_site(&name).await?;

@@ -1,1 +1,0 @@
-//! The lease protocol driven over the peer channel (see the crate doc).

@@ -1,0 +1,388 @@
+//! The lease protocol of orbit-site driven over the peer channel, for one
+//! site that is home to some buckets and a satellite of others:
+//!
+//! - `home`: the write gate of buckets homed here (orbit-core's
+//!   [`orbit_core::WriteGate`]) and the answers to satellites' lease messages;
+//! - `satellite`: reads, listings and writes of buckets homed elsewhere
+//!   (orbit-core's [`orbit_core::RemoteBuckets`]): served from this site's
+//!   caches while a read lease vouches for them, fetched from home otherwise,
+//!   writes forwarded;
+//! - `data`: the home site's answers on the data routes (records, chunks,
+//!   listing pages, forwarded writes);
+//! - `wire`: what those routes carry.
+//!
+//! One [`Sites`] per process holds both state machines, each behind its own
+//! mutex that is never held across an await; messages they ask to send go
+//! out on tasks of their own, and answers are fed back in.
+
+mod data;
+mod home;
+mod metrics;
+mod satellite;
+mod wire;
+
+pub use metrics::{LeaseStats, StatsSnapshot};
+
+use async_trait::async_trait;
+use orbit_core::Namespace;
+use orbit_meta::{MetaStore, Table, Txn};
+use orbit_peer::{DataHandler, PeerClient, PeerHandler, Reply};
+use orbit_site::{
+    HomeEvent, HomeSite, LeaseTiming, Message, MonoTime, Outgoing, SatelliteEvent, SatelliteSite, SiteId,
+};
+use orbit_tenancy::Directory;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Settings-table keys of what the lease runtime persists.
+const EPOCH_SETTING: &[u8] = b"leases/home_epoch";
+const GRANTED_SETTING: &[u8] = b"leases/granted";
+
+/// Why the lease runtime cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("lease timing: {0}")]
+    Timing(String),
+    #[error("cannot read or persist the home epoch: {0}")]
+    Store(String),
+}
+
+/// The site's monotonic clock as orbit-site sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self { origin: Instant::now() }
+    }
+
+    pub(crate) fn now(&self) -> MonoTime {
+        MonoTime::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// One read lease, for the admin view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaseView {
+    pub lease: String,
+    /// The holder (in the home table) or the home site (at a satellite).
+    pub site: String,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// The leases this site grants (as a home) and holds (as a satellite).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LeaseTable {
+    pub site: String,
+    pub home_epoch: u64,
+    pub granted: Vec<LeaseView>,
+    pub held: Vec<LeaseView>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) me: SiteId,
+    pub(crate) timing: LeaseTiming,
+    pub(crate) clock: Clock,
+    pub(crate) peers: Arc<PeerClient>,
+    /// How long one protocol message may wait for its answer.
+    pub(crate) message_timeout: Duration,
+    pub(crate) epoch: u64,
+    pub(crate) home: Mutex<home::HomeState>,
+    pub(crate) sat: Mutex<satellite::SatState>,
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) directory: Directory,
+    /// Whether this incarnation has persisted that it granted a lease.
+    granted_marked: AtomicBool,
+    /// The namespace with this runtime's hooks installed (set once, by `install`).
+    pub(crate) ns: OnceLock<Namespace>,
+    pub(crate) stats: LeaseStats,
+}
+
+/// The global namespace's lease runtime of one site.
+#[derive(Clone)]
+pub struct Sites {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Sites {
+    /// Starts the runtime: the home epoch grows by one (persisted before
+    /// anything is granted), the home side waits out the leases of its
+    /// previous incarnation unless it never granted one, and the satellite
+    /// side starts with no read lease and request ids above any used before.
+    pub async fn start(
+        me: SiteId,
+        timing: LeaseTiming,
+        peers: Arc<PeerClient>,
+        meta: Arc<dyn MetaStore>,
+        directory: Directory,
+    ) -> Result<Self, StartError> {
+        timing.validate().map_err(StartError::Timing)?;
+        let store = |e: orbit_meta::MetaError| StartError::Store(e.to_string());
+        let previous = meta.get(Table::Settings, EPOCH_SETTING).await.map_err(store)?;
+        let epoch = previous.as_deref().and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes) + 1;
+        let granted_before = meta.get(Table::Settings, GRANTED_SETTING).await.map_err(store)?.is_some();
+        let txn = Txn::new().require_current(Table::Settings, EPOCH_SETTING.to_vec(), previous).put(
+            Table::Settings,
+            EPOCH_SETTING.to_vec(),
+            epoch.to_be_bytes().to_vec(),
+        );
+        meta.commit(txn).await.map_err(store)?;
+        let clock = Clock::new();
+        let home = HomeSite::start(me.clone(), timing.clone(), epoch, Vec::new(), clock.now(), !granted_before);
+        // Boot time in microseconds: above every request id an earlier
+        // incarnation used (one per message, far fewer than a million a second).
+        let first_req = u64::try_from(orbit_types::now_ms()).unwrap_or(0).saturating_mul(1000);
+        let sat = SatelliteSite::start(me.clone(), timing.clone(), Vec::new(), first_req);
+        let message_timeout = timing.retry_every.max(Duration::from_millis(200)) * 4;
+        let inner = Inner {
+            me,
+            timing,
+            clock,
+            peers,
+            message_timeout,
+            epoch,
+            home: Mutex::new(home::HomeState::new(home)),
+            sat: Mutex::new(satellite::SatState::new(sat)),
+            meta,
+            directory,
+            granted_marked: AtomicBool::new(granted_before),
+            ns: OnceLock::new(),
+            stats: LeaseStats::default(),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// `ns` with the write gate and the satellite path installed; this
+    /// runtime answers peers with that namespace from now on.
+    pub fn install(&self, ns: Namespace) -> Namespace {
+        let ns = ns
+            .with_write_gate(Arc::new(home::Gate { sites: self.clone() }))
+            .with_remote_buckets(Arc::new(satellite::Remote { sites: self.clone() }));
+        let _ = self.inner.ns.set(ns.clone());
+        ns
+    }
+
+    /// The handler of protocol envelopes (replaces orbit-peer's liveness handler).
+    pub fn peer_handler(&self) -> Arc<dyn PeerHandler> {
+        Arc::new(self.clone())
+    }
+
+    /// The handler of the data routes (records, chunks, listings, forwarded writes).
+    pub fn data_handler(&self) -> Arc<dyn DataHandler> {
+        Arc::new(data::HomeData { sites: self.clone() })
+    }
+
+    /// Drives both state machines' timers: expiries, renewals, resends, and
+    /// writes whose wait ended. Every `retry_every / 2`.
+    pub fn spawn_ticker(&self) -> tokio::task::JoinHandle<()> {
+        let sites = self.clone();
+        let every = (self.inner.timing.retry_every / 2).max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                sites.tick();
+            }
+        })
+    }
+
+    /// One tick of both sides (the ticker calls it; tests may too).
+    pub fn tick(&self) {
+        let now = self.inner.clock.now();
+        let home_events = self.inner.home.lock().map(|mut h| h.tick(now)).unwrap_or_default();
+        self.home_events(home_events);
+        let sat_events = self.inner.sat.lock().map(|mut s| s.tick(now)).unwrap_or_default();
+        self.sat_events(sat_events);
+    }
+
+    pub fn site(&self) -> &SiteId {
+        &self.inner.me
+    }
+
+    pub fn stats(&self) -> &LeaseStats {
+        &self.inner.stats
+    }
+
+    /// The lease table of this site, for the admin API.
+    pub fn table(&self) -> LeaseTable {
+        let now = self.inner.clock.now();
+        let view = |lease: orbit_site::LeaseId, site: &SiteId, scope: &orbit_site::LeaseScope| LeaseView {
+            lease: lease.to_string(),
+            site: site.0.clone(),
+            bucket: scope.bucket.to_string(),
+            prefix: scope.prefix.clone(),
+        };
+        let granted = self
+            .inner
+            .home
+            .lock()
+            .map(|h| h.site.read_leases().iter().map(|(l, s, sc)| view(*l, s, sc)).collect())
+            .unwrap_or_default();
+        let held = self
+            .inner
+            .sat
+            .lock()
+            .map(|s| s.site.valid_leases(now).iter().map(|(h, l, sc)| view(*l, h, sc)).collect())
+            .unwrap_or_default();
+        LeaseTable { site: self.inner.me.0.clone(), home_epoch: self.inner.epoch, granted, held }
+    }
+
+    pub(crate) fn ns(&self) -> orbit_types::Result<&Namespace> {
+        self.inner.ns.get().ok_or_else(|| orbit_types::Error::Unavailable("the site is starting".into()))
+    }
+
+    /// Sends `out` on a task of its own; its answer goes back to the side
+    /// that expects it.
+    pub(crate) fn send(&self, out: Outgoing) {
+        let sites = self.clone();
+        tokio::spawn(async move {
+            let to = out.to.clone();
+            let timeout = sites.inner.message_timeout;
+            match sites.inner.peers.send(&to, out.message, timeout).await {
+                Ok(Some(env)) => match env.open() {
+                    Ok((from, message)) => sites.receive_answer(&from, message),
+                    Err(_) => tracing::debug!(peer = %to, "an answer of another protocol version"),
+                },
+                Ok(None) => {}
+                // Unanswered messages are sent again by the state machines.
+                Err(e) => tracing::debug!(peer = %to, error = %e, "a lease message got no answer"),
+            }
+        });
+    }
+
+    fn receive_answer(&self, from: &SiteId, message: Message) {
+        let now = self.inner.clock.now();
+        if is_for_home(&message) {
+            let events = self.inner.home.lock().map(|mut h| h.on_message(now, from, message)).unwrap_or_default();
+            self.home_events(events);
+        } else {
+            let events = self
+                .inner
+                .sat
+                .lock()
+                .map(|mut s| s.on_message(now, from, message, &self.inner.stats))
+                .unwrap_or_default();
+            self.sat_events(events);
+        }
+    }
+
+    /// Acts on what the home side asked for.
+    pub(crate) fn home_events(&self, events: Vec<HomeEvent>) {
+        for e in events {
+            if let HomeEvent::Send(out) = e {
+                if matches!(out.message, Message::Invalidate { .. }) {
+                    self.inner.stats.count_invalidation_sent();
+                }
+                self.send(out);
+            }
+        }
+    }
+
+    /// Acts on what the satellite side asked for.
+    pub(crate) fn sat_events(&self, events: Vec<SatelliteEvent>) {
+        for e in events {
+            match e {
+                SatelliteEvent::Send(out) => self.send(out),
+                SatelliteEvent::ReadLeaseGranted { .. } => self.inner.stats.count_lease_taken(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Persists, once per incarnation and before the first grant is answered,
+    /// that leases were granted: a restart must then wait them out.
+    async fn mark_granted(&self) -> bool {
+        if self.inner.granted_marked.load(Ordering::Acquire) {
+            return true;
+        }
+        let txn = Txn::new().put(Table::Settings, GRANTED_SETTING.to_vec(), self.inner.epoch.to_be_bytes().to_vec());
+        match self.inner.meta.commit(txn).await {
+            Ok(()) => {
+                self.inner.granted_marked.store(true, Ordering::Release);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot persist the lease marker; lease refused");
+                false
+            }
+        }
+    }
+}
+
+/// Messages only a home site receives (requests of satellites, acks to home's own requests).
+fn is_for_home(m: &Message) -> bool {
+    matches!(
+        m,
+        Message::GrantReadLease { .. }
+            | Message::RenewLease { .. }
+            | Message::ReleaseLease { .. }
+            | Message::InvalidateAck { .. }
+            | Message::RecallReadAck { .. }
+            | Message::ForwardWrite { .. }
+            | Message::AcquireWriteLease { .. }
+            | Message::FlushWrites { .. }
+            | Message::ReleaseWriteLease { .. }
+    )
+}
+
+#[async_trait]
+impl PeerHandler for Sites {
+    async fn handle(&self, from: SiteId, message: Message) -> Reply {
+        use orbit_site::Refusal;
+        let now = self.inner.clock.now();
+        match message {
+            Message::Ping { req } => return Ok(Some(Message::Pong { req })),
+            // Forwarded writes travel on the data route with their bytes;
+            // write leases are not served yet.
+            Message::ForwardWrite { .. }
+            | Message::AcquireWriteLease { .. }
+            | Message::FlushWrites { .. }
+            | Message::ReleaseWriteLease { .. } => return Err(Refusal::NotImplemented),
+            Message::GrantReadLease { .. } if !self.mark_granted().await => return Err(Refusal::Busy),
+            _ => {}
+        }
+        let counted = match &message {
+            Message::GrantReadLease { .. } => Some(true),
+            Message::RenewLease { .. } => Some(false),
+            _ => None,
+        };
+        let events: Vec<Outgoing> = if is_for_home(&message) {
+            let events = self.inner.home.lock().map(|mut h| h.on_message(now, &from, message)).unwrap_or_default();
+            let (sends, rest): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| matches!(e, HomeEvent::Send(_)));
+            self.home_events(rest);
+            sends.into_iter().filter_map(|e| if let HomeEvent::Send(o) = e { Some(o) } else { None }).collect()
+        } else {
+            let events = self
+                .inner
+                .sat
+                .lock()
+                .map(|mut s| s.on_message(now, &from, message, &self.inner.stats))
+                .unwrap_or_default();
+            let (sends, rest): (Vec<_>, Vec<_>) =
+                events.into_iter().partition(|e| matches!(e, SatelliteEvent::Send(_)));
+            self.sat_events(rest);
+            sends.into_iter().filter_map(|e| if let SatelliteEvent::Send(o) = e { Some(o) } else { None }).collect()
+        };
+        // The first message for the sender is the answer; anything else goes out on its own.
+        let mut reply = None;
+        for out in events {
+            if reply.is_none() && out.to == from {
+                if let (Some(grant), Message::ReadLeaseGranted { .. } | Message::LeaseRenewed { .. }) =
+                    (counted, &out.message)
+                {
+                    self.inner.stats.count_granted(grant);
+                }
+                reply = Some(out.message);
+            } else {
+                self.send(out);
+            }
+        }
+        Ok(reply)
+    }
+}
