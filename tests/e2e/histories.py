@@ -108,6 +108,7 @@ class History:
         self.marks: list[tuple[str, int]] = []
         self.site_of: dict[str, str] = {}
         self.errors: dict[int, str] = {}
+        self._status: dict[int, str] = {}
         self._next_id = 0
 
     @staticmethod
@@ -136,8 +137,14 @@ class History:
             if status == "ok" and value is not None:
                 event["value"] = value
             self.events.append(event)
+            self._status[op_id] = status
             if error is not None:
                 self.errors[op_id] = error
+
+    def last_status(self, op_id: int) -> str | None:
+        """The status the operation returned with (None before it returned)."""
+        with self._lock:
+            return self._status.get(op_id)
 
     def mark(self, label: str) -> int:
         """Note a moment (a fault injected, healed) on the history's clock."""
@@ -236,8 +243,8 @@ def write_outcome(exc: Exception) -> tuple[str, str]:
 @dataclass
 class Workload:
     """What each client does: operations on `keys` drawn with these weights,
-    a random pause of mean `think_s` between two, at most `max_ops` each,
-    for at most `duration_s`."""
+    a random pause of mean `think_s` between two (and `error_pause_s` after
+    one that failed), at most `max_ops` each, for at most `duration_s`."""
     keys: list[str]
     put: float = 0.4
     delete: float = 0.1
@@ -245,6 +252,9 @@ class Workload:
     max_ops: int = 500
     duration_s: float = 60.0
     think_s: float = 0.0
+    # After an operation that did not succeed, as a real client backs off:
+    # an outage then leaves tens of unknown outcomes, not thousands.
+    error_pause_s: float = 0.2
     seed: int = 1
     connect_timeout: float = 2.0
     read_timeout: float = 8.0
@@ -334,7 +344,10 @@ class Run:
                         h.ret(op, "unknown", error=code or str(status))
                 except BotoCoreError as e:
                     h.ret(op, "unknown", error=type(e).__name__)
-            if w.think_s > 0:
+            last = h.last_status(op)
+            if last != "ok" and w.error_pause_s > 0:
+                self._stop.wait(w.error_pause_s)
+            elif w.think_s > 0:
                 self._stop.wait(rng.uniform(0, 2 * w.think_s))
 
 
