@@ -251,7 +251,15 @@ def main() -> int:
     sites = Sites(work, [HOME, *SATELLITES], mode=args.mode, delay_ms=args.rtt_ms / 2, directory_site=HOME,
                   leases={"read_lease_ms": args.read_lease_ms})
     try:
-        sites.start()
+        try:
+            sites.start()
+        except RuntimeError as e:
+            for key in ("directory_site", "leases"):
+                if f"unknown field `{key}`" in str(e):
+                    print(f"global_bench: this orbit binary has no global namespace (its config rejects `{key}`)",
+                          file=sys.stderr)
+                    return 2
+            raise
         sites.wait_all_reachable(timeout=60)
         bench = Bench(sites, args)
         results = {"rtt_ms": args.rtt_ms, "mode": sites.mode, "orbit_bin": os.environ["ORBIT_BIN"],

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -512,12 +513,15 @@ class Sites:
     default, itself) and `leases` (the `[leases]` table, values as Python
     scalars). Each text may hold top-level keys and tables: top-level keys
     are placed before the harness's tables, tables after, and the result is
-    checked to parse before a site starts."""
+    checked to parse before a site starts. `extra_env`: environment every
+    site gets; with `directory_site` it includes one ORBIT_MASTER_KEY for
+    all sites unless given (mirrored secrets stay sealed with it)."""
 
     def __init__(self, base_dir: Path, names: Iterable[str], *, mode: str | None = None,
                  delay_ms: float = 0.0, probe_interval_ms: int = 300, peer_timeout_ms: int = 1000,
                  extra_toml: str = "", site_toml: dict[str, str] | None = None,
-                 directory_site: str | None = None, leases: dict[str, object] | None = None):
+                 directory_site: str | None = None, leases: dict[str, object] | None = None,
+                 extra_env: dict[str, str] | None = None):
         self.names = list(names)
         assert len(set(self.names)) == len(self.names) >= 1
         self.mode = mode or default_mode()
@@ -535,6 +539,10 @@ class Sites:
         self._caps: dict[str, tuple[float, str]] = {}
         self._drops: dict[frozenset, float] = {}
         self._client_proxies: list[DelayProxy] = []
+        self.extra_env = dict(extra_env or {})
+        if directory_site is not None and "ORBIT_MASTER_KEY" not in self.extra_env:
+            # Mirrored secrets are sealed with the master key: one deployment, one key.
+            self.extra_env["ORBIT_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
         try:
             self._build(probe_interval_ms, peer_timeout_ms, extra_toml, site_toml or {}, leases)
         except Exception:
@@ -569,7 +577,7 @@ class Sites:
             if self.directory_site is not None and self.directory_site != name:
                 top.append(f"directory_site = {toml_value(self.directory_site)}")
             tables = []
-            env = {}
+            env = dict(self.extra_env)
             for other in self.names:
                 if other == name:
                     continue

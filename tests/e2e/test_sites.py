@@ -5,6 +5,7 @@ and crashes show and heal."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -284,6 +285,9 @@ def test_site_configs_take_extra_toml_directory_site_and_leases(tmp_path, sites_
         # The directory site keeps the default (itself); the others name it.
         assert "directory_site" not in configs["eu"]
         assert configs["us"]["directory_site"] == "eu" == configs["asia"]["directory_site"]
+        # One master key for the whole deployment, so mirrored secrets open everywhere.
+        keys = {s.server.extra_env["ORBIT_MASTER_KEY"] for s in made}
+        assert len(keys) == 1 and len(base64.b64decode(keys.pop())) == 32
         assert configs["asia"]["backends"] == {"spare": {"kind": "local", "path": "/tmp/spare"}}, configs["asia"]
         assert "backends" not in configs["us"]
         # Faults on the wire need namespaces.

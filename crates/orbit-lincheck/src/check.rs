@@ -131,11 +131,8 @@ const HEAD: usize = 0;
 ///   only that order is searched: a delete of unknown outcome is taken only
 ///   once every one called before it has been.
 pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
-    let read_values: HashSet<&str> = ops
-        .iter()
-        .filter(|o| o.op == Op::Get)
-        .filter_map(|o| o.output.as_ref().and_then(|v| v.as_deref()))
-        .collect();
+    let read_values: HashSet<&str> =
+        ops.iter().filter(|o| o.op == Op::Get).filter_map(|o| o.output.as_ref().and_then(|v| v.as_deref())).collect();
     let kept: Vec<&Operation> = ops
         .iter()
         .copied()
