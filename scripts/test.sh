@@ -45,12 +45,19 @@ fi
 # sed reads all of it: `head` would close the pipe early and, under pipefail, fail the run with SIGPIPE.
 rclone version | sed -n 1p
 # The multi-site tests (tests/e2e/sites.py) build network namespaces, veth
-# pairs and a bridge with `ip` when running as root; elsewhere they run on loopback.
-if [ "$(id -u)" -eq 0 ] && ! command -v ip >/dev/null 2>&1; then
-    echo "installing iproute2 with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq iproute2 >/dev/null
+# pairs and a bridge with `ip` when running as root; elsewhere they run on
+# loopback. Their wire faults use `tc` (iproute2: tbf bandwidth caps) and
+# `nft` (nftables: packet drops inside the namespaces).
+if [ "$(id -u)" -eq 0 ]; then
+    missing=()
+    command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || missing+=(iproute2)
+    command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "installing ${missing[*]} with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
 fi
 
 if [ -f "$REPO_ROOT/Cargo.toml" ]; then

@@ -5,13 +5,17 @@ and crashes show and heal."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import time
+import tomllib
 
+import pytest
 import requests
 
 from orbit_e2e import unique
-from sites import PEER_PATH, peer_authorization, sites_factory  # noqa: F401
+from sites import PEER_PATH, FaultUnsupported, Sites, peer_authorization, sites_factory  # noqa: F401
 
 ONE_WAY_MS = 25
 
@@ -190,3 +194,139 @@ def test_the_lease_tables_are_shown_to_operators_and_the_home_epoch_grows_at_eve
     sites.restart("eu", kill=True)
     sites.wait_reachable("us", "eu", reachable=True, timeout=60)
     assert sites["eu"].cli("site", "leases")["home_epoch"] == 2
+
+
+# ---------------------------------------------------------------- faults and config of the harness
+
+def timed_transfer(s3, bucket: str, key: str, body: bytes) -> tuple[float, float]:
+    """Seconds to PUT `body` and to GET it back (compared byte for byte)."""
+    t0 = time.monotonic()
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    t1 = time.monotonic()
+    got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    t2 = time.monotonic()
+    assert got == body
+    return t1 - t0, t2 - t1
+
+
+def test_a_bandwidth_cap_slows_transfers_over_the_site_link_until_cleared(sites_factory):
+    sites = sites_factory(["eu", "us"], delay_ms=5)
+    sites.require_netns("a bandwidth cap")
+    us = sites["us"]
+    creds = us.server.new_tenant_with_key()
+    # A far client: its requests cross a delay proxy and then the site's link.
+    proxy = sites.client_proxy("us", delay_ms=5)
+    s3 = us.s3(creds, endpoint=f"http://{proxy.address}")
+    bucket = unique("b")
+    s3.create_bucket(Bucket=bucket)
+    body = os.urandom(2 << 20)
+    free_put, free_get = timed_transfer(s3, bucket, "free", body)
+
+    mbit = 4.0
+    sites.cap_bandwidth("us", mbit)
+    capped_put, capped_get = timed_transfer(s3, bucket, "capped", body)
+    # A lower bound only: the link cannot carry the bytes faster than the
+    # cap (less the token bucket's burst); a slow machine only adds time.
+    floor = 0.75 * len(body) * 8 / (mbit * 1e6)
+    assert capped_put >= floor and capped_get >= floor, (capped_put, capped_get, floor)
+    shaped = sites.shaped_bytes("us")
+    assert shaped["in"] >= len(body) and shaped["out"] >= len(body), shaped
+
+    sites.clear_faults("us")
+    assert sites.shaped_bytes("us") == {"in": 0, "out": 0}
+    again_put, again_get = timed_transfer(s3, bucket, "free-again", body)
+    assert again_put < capped_put / 2 and again_get < capped_get / 2, (
+        (free_put, free_get), (capped_put, capped_get), (again_put, again_get))
+
+    # One direction only: what leaves the site is capped, what enters is not.
+    sites.cap_bandwidth("us", mbit, direction="out")
+    put_in, get_out = timed_transfer(s3, bucket, "out-only", body)
+    assert get_out >= floor and put_in < get_out / 2, (put_in, get_out)
+    print(f"2 MiB through us's link: free put {free_put:.2f}s get {free_get:.2f}s; capped at {mbit} Mbit/s "
+          f"put {capped_put:.2f}s get {capped_get:.2f}s (floor {floor:.2f}s); out-only put {put_in:.2f}s "
+          f"get {get_out:.2f}s")
+
+
+def test_dropped_packets_cut_a_peer_off_until_cleared_and_the_client_still_reaches_it(sites_factory):
+    sites = sites_factory(["eu", "us", "asia"], delay_ms=5)
+    sites.require_netns("dropping packets")
+    sites.wait_all_reachable()
+
+    sites.drop_packets("us", to="eu")
+    sites.wait_reachable("eu", "us", reachable=False)
+    sites.wait_reachable("us", "eu", reachable=False)
+    # Only that pair: asia still talks with both, and the test still reaches us.
+    for a, b in (("asia", "us"), ("us", "asia"), ("asia", "eu")):
+        assert sites[a].sites()[b]["reachable"], (a, b, sites[a].sites())
+    counts = sites.drop_counts("us")
+    assert set(counts) == {"eu"} and counts["eu"]["dropped"] > 0, counts
+    assert sites.drop_counts("eu")["us"]["dropped"] > 0, sites.drop_counts("eu")
+
+    sites.clear_faults("us")
+    assert sites.drop_counts("us") == {} and sites.drop_counts("eu") == {}
+    sites.wait_reachable("eu", "us", reachable=True, timeout=60)
+    sites.wait_reachable("us", "eu", reachable=True, timeout=60)
+
+    # Every peer at once.
+    sites.drop_packets("asia")
+    sites.wait_reachable("eu", "asia", reachable=False)
+    sites.wait_reachable("us", "asia", reachable=False)
+    assert sites["eu"].sites()["us"]["reachable"]
+    sites.clear_faults()
+    sites.wait_all_reachable(timeout=60)
+
+
+def test_a_fraction_of_packets_is_dropped_at_random(sites_factory):
+    sites = sites_factory(["eu", "us"], delay_ms=2, probe_interval_ms=100)
+    sites.require_netns("dropping packets")
+    sites.wait_all_reachable()
+    sites.drop_packets("us", to="eu", fraction=0.3)
+
+    def enough():
+        c = sites.drop_counts("us")["eu"]
+        return c if c["seen"] >= 150 else None
+    c = sites.wait_for("150 packets between us and eu", enough, timeout=60)
+    # 0.3 of each packet's chance: far from 0 and from 1 (bounds > 4 standard deviations away).
+    ratio = c["dropped"] / c["seen"]
+    print(f"fraction 0.3: {c['dropped']} of {c['seen']} packets dropped ({ratio:.2f})")
+    assert 0.12 <= ratio <= 0.5, c
+    sites.clear_faults("us")
+    sites.wait_reachable("eu", "us", reachable=True, timeout=60)
+
+
+def test_site_configs_take_extra_toml_directory_site_and_leases(tmp_path, sites_factory):
+    made = Sites(tmp_path / "cfg", ["eu", "us", "asia"], mode="loopback",
+                 extra_toml='region = "eu-west-9"\n[cache]\nram_bytes = 1048576\n',
+                 site_toml={"asia": '[backends.spare]\nkind = "local"\npath = "/tmp/spare"\n'},
+                 directory_site="eu",
+                 leases={"read_lease_ms": 2000, "drift": 0.01, "margin_ms": 200})
+    try:
+        configs = {s.name: tomllib.loads(s.server.config_path.read_text()) for s in made}
+        for name, cfg in configs.items():
+            assert cfg["site"] == name and cfg["region"] == "eu-west-9", cfg
+            assert cfg["cache"] == {"ram_bytes": 1048576}, cfg
+            assert cfg["leases"] == {"read_lease_ms": 2000, "drift": 0.01, "margin_ms": 200}, cfg
+            assert set(cfg["peers"]) == {"eu", "us", "asia"} - {name}, cfg
+        # The directory site keeps the default (itself); the others name it.
+        assert "directory_site" not in configs["eu"]
+        assert configs["us"]["directory_site"] == "eu" == configs["asia"]["directory_site"]
+        # One master key for the whole deployment, so mirrored secrets open everywhere.
+        keys = {s.server.extra_env["ORBIT_MASTER_KEY"] for s in made}
+        assert len(keys) == 1 and len(base64.b64decode(keys.pop())) == 32
+        assert configs["asia"]["backends"] == {"spare": {"kind": "local", "path": "/tmp/spare"}}, configs["asia"]
+        assert "backends" not in configs["us"]
+        # Faults on the wire need namespaces.
+        with pytest.raises(FaultUnsupported, match="netns"):
+            made.cap_bandwidth("us", 10)
+        with pytest.raises(FaultUnsupported, match="netns"):
+            made.drop_packets("us")
+    finally:
+        made.close()
+
+    # A config piece that repeats a key the harness writes is refused before any start.
+    with pytest.raises(ValueError, match="not valid TOML"):
+        Sites(tmp_path / "dup", ["eu"], mode="loopback", extra_toml="peer_timeout_ms = 5\n")
+
+    # Tables in extra_toml no longer swallow the harness's own top-level keys: sites start.
+    sites = sites_factory(["eu", "us"], extra_toml='region = "eu-west-9"\n[cache]\nram_bytes = 8388608\n')
+    sites.wait_all_reachable()

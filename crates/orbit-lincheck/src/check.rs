@@ -117,7 +117,28 @@ fn minimise(ops: &[&Operation], limits: Limits) -> Vec<Operation> {
 const HEAD: usize = 0;
 
 /// Wing & Gong with Lowe's memoisation over one register's operations.
+///
+/// Two reductions keep histories with many unknown outcomes (a site killed
+/// or cut off mid-run) from an exponential search, without changing the
+/// verdict:
+/// - A put of unknown outcome whose value no read returned is left out. In
+///   any linearization that holds it, no read sees its value, so the next
+///   operation after it is a write and the order without it is valid too;
+///   and leaving it out is one of its allowed outcomes (never applied).
+/// - Deletes of unknown outcome are interchangeable: same effect, no return
+///   to respect. Any linearization can swap them into the order of their
+///   calls (an earlier-called one may stand wherever a later one stood), so
+///   only that order is searched: a delete of unknown outcome is taken only
+///   once every one called before it has been.
 pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
+    let read_values: HashSet<&str> =
+        ops.iter().filter(|o| o.op == Op::Get).filter_map(|o| o.output.as_ref().and_then(|v| v.as_deref())).collect();
+    let kept: Vec<&Operation> = ops
+        .iter()
+        .copied()
+        .filter(|o| !(o.ret.is_none() && matches!(&o.op, Op::Put(v) if !read_values.contains(v.as_str()))))
+        .collect();
+    let ops = &kept[..];
     let n = ops.len();
     if n == 0 {
         return KeyVerdict::Linearizable;
@@ -194,6 +215,15 @@ pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
     // The memo: (set of linearized ops, state) pairs already explored. The
     // set is hashed incrementally (an XOR of a random word per op), so a step
     // costs O(1) unless the hash matches, when the sets are compared exactly.
+    // Rank of each delete of unknown outcome in call order, and how many are linearized.
+    let mut unknown_delete_rank: Vec<Option<usize>> = vec![None; n];
+    let mut unknown_deletes: Vec<usize> = (0..n).filter(|&i| ops[i].ret.is_none() && ops[i].op == Op::Delete).collect();
+    unknown_deletes.sort_by_key(|&i| (ops[i].call, i));
+    for (rank, &i) in unknown_deletes.iter().enumerate() {
+        unknown_delete_rank[i] = Some(rank);
+    }
+    let mut unknown_deletes_taken = 0usize;
+
     let words = n.div_ceil(64);
     let zobrist: Vec<u64> = (0..n as u64).map(splitmix64).collect();
     let mut linearized = vec![0u64; words];
@@ -206,7 +236,8 @@ pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
     while next[HEAD] != tail {
         if is_call[entry] {
             let op = op_of[entry];
-            if let Some(new_state) = step(op, state) {
+            let in_turn = unknown_delete_rank[op].is_none_or(|rank| rank == unknown_deletes_taken);
+            if let Some(new_state) = step(op, state).filter(|_| in_turn) {
                 let (word, bit) = (op / 64, 1u64 << (op % 64));
                 let candidate_hash = hash ^ zobrist[op];
                 let same = seen.entry((candidate_hash, new_state)).or_default();
@@ -221,6 +252,9 @@ pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
                         return KeyVerdict::Inconclusive { states };
                     }
                     hash = candidate_hash;
+                    if unknown_delete_rank[op].is_some() {
+                        unknown_deletes_taken += 1;
+                    }
                     stack.push((entry, state));
                     state = new_state;
                     lift(entry, &mut next, &mut prev);
@@ -234,6 +268,9 @@ pub fn check_key(ops: &[&Operation], limits: Limits) -> KeyVerdict {
             let Some((e, s)) = stack.pop() else { return KeyVerdict::NotLinearizable };
             let op = op_of[e];
             state = s;
+            if unknown_delete_rank[op].is_some() {
+                unknown_deletes_taken -= 1;
+            }
             linearized[op / 64] &= !(1 << (op % 64));
             hash ^= zobrist[op];
             unlift(e, &mut next, &mut prev);

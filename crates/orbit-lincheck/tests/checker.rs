@@ -163,6 +163,82 @@ fn the_search_is_bounded_and_says_inconclusive() {
     assert!(matches!(check(&ops, Limits::default()), Outcome::Ok { .. }));
 }
 
+/// A site killed mid-run leaves many writes of unknown outcome. Unread
+/// unknown puts and unknown deletes are reduced away (see `check_key`), so
+/// such a history is decided in few states instead of exponentially many.
+fn outage_history(unknown: u64) -> Vec<Operation> {
+    let mut ops = vec![put(1, "a", "k", "v1", 0, Some(10)), get(2, "b", "k", Some("v1"), 20, 30)];
+    for i in 0..unknown {
+        // During the outage: puts and deletes that never heard back.
+        ops.push(put(100 + i, &format!("p{i}"), "k", &format!("lost{i}"), 40 + i, None));
+        ops.push(delete(200 + i, &format!("d{i}"), "k", 40 + i, None));
+    }
+    ops.push(put(3, "a", "k", "v2", 1000, Some(1010)));
+    ops.push(get(4, "b", "k", Some("v2"), 1020, 1030));
+    ops
+}
+
+#[test]
+fn many_writes_of_unknown_outcome_are_decided_without_an_exponential_search() {
+    let limits = Limits { max_states: 1_000 };
+    assert!(matches!(check(&outage_history(40), limits), Outcome::Ok { .. }));
+    // A read of absent after the outage is explained by one unknown delete.
+    let mut ops = outage_history(40);
+    ops.push(get(5, "c", "k", None, 1040, 1050));
+    assert!(matches!(check(&ops, limits), Outcome::Ok { .. }), "{:?}", check(&ops, limits));
+    // And the reductions hide no violation: a stale read after the outage is caught.
+    let mut ops = outage_history(40);
+    ops.push(get(5, "c", "k", Some("v1"), 1040, 1050));
+    assert!(matches!(check(&ops, limits), Outcome::Violation(ref v) if v.key == "k"));
+}
+
+#[test]
+fn an_unknown_put_whose_value_was_read_still_counts() {
+    // Read after its call: it took effect.
+    let ops = vec![put(1, "w", "k", "v1", 0, None), delete(2, "x", "k", 5, None), get(3, "a", "k", Some("v1"), 50, 60)];
+    assert_eq!(verdict(&ops), KeyVerdict::Linearizable);
+    // Read, then overwritten by an acknowledged delete, then read again: stale.
+    let ops = vec![
+        put(1, "w", "k", "v1", 0, None),
+        get(2, "a", "k", Some("v1"), 50, 60),
+        delete(3, "b", "k", 70, Some(80)),
+        get(4, "a", "k", Some("v1"), 90, 100),
+    ];
+    assert_eq!(verdict(&ops), KeyVerdict::NotLinearizable);
+    // Read before it was called: impossible, whatever else timed out.
+    let ops = vec![
+        get(1, "a", "k", Some("v1"), 0, 10),
+        delete(2, "x", "k", 5, None),
+        delete(3, "y", "k", 6, None),
+        put(4, "w", "k", "v1", 20, None),
+    ];
+    assert_eq!(verdict(&ops), KeyVerdict::NotLinearizable);
+}
+
+#[test]
+fn unknown_deletes_taken_in_call_order_still_explain_every_absent_read() {
+    // Each absent read needs a delete of its own: the first one only d1
+    // (the one called by then), the second one d2.
+    let history = |d2_call: u64| {
+        vec![
+            put(1, "a", "k", "v1", 0, Some(10)),
+            delete(2, "d1", "k", 20, None),
+            get(3, "b", "k", None, 30, 40),
+            put(4, "a", "k", "v2", 50, Some(60)),
+            get(5, "b", "k", Some("v2"), 70, 80),
+            delete(6, "d2", "k", d2_call, None),
+            get(7, "b", "k", None, 100, 110),
+        ]
+    };
+    assert_eq!(verdict(&history(90)), KeyVerdict::Linearizable);
+    // d2 called first: call order takes it for the first read, d1 for the second.
+    assert_eq!(verdict(&history(5)), KeyVerdict::Linearizable);
+    // With d2 gone, d1 cannot serve both reads.
+    let mut ops = history(90);
+    ops.remove(5);
+    assert_eq!(verdict(&ops), KeyVerdict::NotLinearizable);
+}
+
 /// A history from a real sequential execution: each operation takes effect
 /// at its own instant `10 * (i + 1)`, and its interval is stretched randomly
 /// around that instant, so intervals overlap. Some puts and deletes time out,
