@@ -17,11 +17,6 @@ completed operations at every site before the fault and after it healed,
 and reads at each site that returned values written at another site; with
 nothing failing, no operation may fail; a satellite that cannot reach home
 must refuse reads (503) once its lease surely expired, and answer promptly.
-
-These tests need the global namespace wired in `orbit serve` (the
-`directory_site` and `[leases]` config, `bucket create --home`, forwarded
-writes and leased reads). A binary whose config does not know those keys
-is reported as a skip naming the key, never as a pass.
 """
 
 from __future__ import annotations
@@ -59,14 +54,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def start_global_sites(sites_factory) -> Sites:
-    try:
-        return sites_factory(NAMES, delay_ms=ONE_WAY_MS, directory_site=DIRECTORY, leases=LEASES)
-    except RuntimeError as e:
-        text = str(e)
-        for key in ("directory_site", "leases"):
-            if "unknown field" in text and f"`{key}`" in text:
-                pytest.skip(f"this orbit binary has no global namespace yet: its config rejects `{key}`")
-        raise
+    return sites_factory(NAMES, delay_ms=ONE_WAY_MS, directory_site=DIRECTORY, leases=LEASES)
 
 
 def global_bucket(sites: Sites):

@@ -353,11 +353,8 @@ impl ChunkCache {
             return Ok(data);
         }
         let fut = fetch();
-        let entry = self
-            .inner
-            .get_or_fetch(&k, move || async move { fut.await.map(seal) })
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let entry =
+            self.inner.get_or_fetch(&k, move || async move { fut.await.map(seal) }).await.map_err(|e| keep_kind(&e))?;
         let data = open(entry.value())
             .map(|(data, _)| data)
             .ok_or_else(|| std::io::Error::other("a freshly fetched chunk failed its checksum"))?;
@@ -561,6 +558,20 @@ impl CachePool {
     pub async fn close(&self) {
         self.shared.close().await;
     }
+}
+
+/// foyer wraps the fetcher's error in its own; keep the kind of the first
+/// I/O error in the chain, so callers can still tell what went wrong (the
+/// global namespace's "changed at home" travels as a kind).
+fn keep_kind(e: &(dyn std::error::Error + 'static)) -> std::io::Error {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return std::io::Error::new(io.kind(), e.to_string());
+        }
+        cur = err.source();
+    }
+    std::io::Error::other(e.to_string())
 }
 
 #[cfg(test)]

@@ -101,6 +101,17 @@ pub(crate) struct Inner {
     /// The namespace with this runtime's hooks installed (set once, by `install`).
     pub(crate) ns: OnceLock<Namespace>,
     pub(crate) stats: LeaseStats,
+    /// When each peer last answered and last failed to: reads at a satellite
+    /// whose home stopped answering fail at once instead of each waiting out
+    /// its own timeout (a partition costs availability, promptly).
+    reach: Mutex<std::collections::HashMap<SiteId, Reach>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Reach {
+    answered: Option<std::time::Instant>,
+    unreachable: Option<std::time::Instant>,
+    probed: Option<std::time::Instant>,
 }
 
 /// The global namespace's lease runtime of one site.
@@ -153,6 +164,7 @@ impl Sites {
             granted_marked: AtomicBool::new(granted_before),
             ns: OnceLock::new(),
             stats: LeaseStats::default(),
+            reach: Mutex::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -244,7 +256,9 @@ impl Sites {
         tokio::spawn(async move {
             let to = out.to.clone();
             let timeout = sites.inner.message_timeout;
-            match sites.inner.peers.send(&to, out.message, timeout).await {
+            let answer = sites.inner.peers.send(&to, out.message, timeout).await;
+            sites.note_reach(&to, &answer);
+            match answer {
                 Ok(Some(env)) => match env.open() {
                     Ok((from, message)) => sites.receive_answer(&from, message),
                     Err(_) => tracing::debug!(peer = %to, "an answer of another protocol version"),
@@ -254,6 +268,47 @@ impl Sites {
                 Err(e) => tracing::debug!(peer = %to, error = %e, "a lease message got no answer"),
             }
         });
+    }
+
+    /// Records whether `peer` answered (anything, even an error) or could
+    /// not be reached.
+    pub(crate) fn note_reach<T>(&self, peer: &SiteId, answer: &Result<T, orbit_peer::PeerError>) {
+        let now = std::time::Instant::now();
+        if let Ok(mut reach) = self.inner.reach.lock() {
+            let r = reach.entry(peer.clone()).or_default();
+            match answer {
+                Err(orbit_peer::PeerError::Unreachable(_)) => r.unreachable = Some(now),
+                _ => r.answered = Some(now),
+            }
+        }
+    }
+
+    /// Whether `peer`'s last exchange failed to reach it. While it looks so,
+    /// a ping goes out at most every `retry_every`, so this clears soon after
+    /// the peer is back even when no lease message is pending.
+    pub(crate) fn looks_unreachable(&self, peer: &SiteId) -> bool {
+        let now = std::time::Instant::now();
+        let probe = {
+            let Ok(mut reach) = self.inner.reach.lock() else { return false };
+            let Some(r) = reach.get_mut(peer) else { return false };
+            let down = match (r.unreachable, r.answered) {
+                (Some(u), Some(a)) => u > a,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if !down {
+                return false;
+            }
+            let due = r.probed.is_none_or(|p| now.duration_since(p) >= self.inner.timing.retry_every);
+            if due {
+                r.probed = Some(now);
+            }
+            due
+        };
+        if probe {
+            self.send(Outgoing { to: peer.clone(), message: Message::Ping { req: orbit_site::RequestId(0) } });
+        }
+        true
     }
 
     fn receive_answer(&self, from: &SiteId, message: Message) {

@@ -105,8 +105,26 @@ pub(crate) struct Remote {
 #[error("the object changed at its home site")]
 struct Changed;
 
+/// Travels as a kind of its own too, as the chunk cache keeps only the kind
+/// of a fetcher's error.
+const CHANGED_KIND: std::io::ErrorKind = std::io::ErrorKind::StaleNetworkFileHandle;
+
+fn changed() -> std::io::Error {
+    std::io::Error::new(CHANGED_KIND, Changed)
+}
+
 fn is_changed(e: &std::io::Error) -> bool {
-    e.get_ref().is_some_and(|i| i.is::<Changed>())
+    e.kind() == CHANGED_KIND || e.get_ref().is_some_and(|i| i.is::<Changed>())
+}
+
+/// Whether a data operation only reads at home (no write gate to wait for).
+fn is_read(op: &str) -> bool {
+    [OP_RECORD, OP_LIST, OP_BYTES, OP_MP_PARTS, OP_MP_UPLOADS].contains(&op)
+}
+
+/// Time to allow for `bytes` on top of the message timeout.
+fn transfer_allowance(bytes: u64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(bytes as f64 / 10e6)
 }
 
 fn bucket_ref(b: &BucketRecord) -> BucketRef {
@@ -146,11 +164,42 @@ impl Sites {
         description: &impl Serialize,
         body: Option<DataBody>,
     ) -> Result<(T, Bytes)> {
+        self.call_expecting(home, op, description, body, None).await
+    }
+
+    /// [`Self::call`] for an answer of about `expected_bytes` bytes.
+    async fn call_expecting<T: DeserializeOwned>(
+        &self,
+        home: &SiteId,
+        op: &str,
+        description: &impl Serialize,
+        body: Option<DataBody>,
+        expected_bytes: Option<u64>,
+    ) -> Result<(T, Bytes)> {
         let description = serde_json::to_vec(description).map_err(|e| Error::Internal(e.to_string()))?;
-        // Reads are bounded; a forwarded body may take as long as it streams.
-        let timeout = body.is_none().then(|| self.inner.message_timeout.max(std::time::Duration::from_secs(30)));
-        let answer =
-            self.inner.peers.data(home, op, description, body, timeout).await.map_err(|e| unreachable(home, e))?;
+        // Nothing is sent to a home that stopped answering, so a refused
+        // write here was surely not applied there.
+        if self.looks_unreachable(home) {
+            return Err(Error::Unavailable(format!(
+                "the bucket's home site `{home}` is not answering; retry once it is back"
+            )));
+        }
+        // Every exchange is bounded, so a satellite cut off from home answers
+        // its clients (503) within about one message timeout instead of
+        // holding them: bytes add time at a modest 10 MB/s, and a write adds
+        // the longest home's gate may wait (an unreachable holder's lease).
+        // A body of unknown length streams as long as it takes.
+        let gate = if is_read(op) {
+            std::time::Duration::ZERO
+        } else {
+            self.inner.timing.surely_expired_after(self.inner.timing.read_lease)
+        };
+        let sized = body.is_none() || expected_bytes.is_some();
+        let timeout =
+            sized.then(|| self.inner.message_timeout + transfer_allowance(expected_bytes.unwrap_or(0)) + gate);
+        let answer = self.inner.peers.data(home, op, description, body, timeout).await;
+        self.note_reach(home, &answer);
+        let answer = answer.map_err(|e| unreachable(home, e))?;
         match answer.status {
             STATUS_OK => {
                 let v = serde_json::from_slice(&answer.description)
@@ -177,6 +226,14 @@ impl Sites {
             .map(|mut s| s.site.request_read_lease(now, home, LeaseScope::bucket(bucket)))
             .unwrap_or_default();
         self.sat_events(events);
+    }
+
+    /// Drops the record of `key` kept under a lease (always safe: the next
+    /// read asks home again).
+    fn forget_record(&self, bucket: BucketId, key: &str) {
+        if let Ok(mut s) = self.inner.sat.lock() {
+            s.records.remove(&(bucket, key.to_owned()));
+        }
     }
 
     /// The record of `key` (none: absent), as the lease protocol allows.
@@ -286,10 +343,10 @@ impl Sites {
         let want = (range.end - range.start) as usize;
         self.inner.stats.count_chunk_fetched();
         let req = BytesRequest { bucket, key, version, start: range.start, end: range.end };
-        match self.call::<serde_json::Value>(&home, OP_BYTES, &req, None).await {
+        match self.call_expecting::<serde_json::Value>(&home, OP_BYTES, &req, None, Some(want as u64)).await {
             Ok((_, bytes)) if bytes.len() == want => Ok(bytes),
             Ok((_, bytes)) => Err(std::io::Error::other(format!("home sent {} of {want} bytes", bytes.len()))),
-            Err(Error::PreconditionFailed) => Err(std::io::Error::other(Changed)),
+            Err(Error::PreconditionFailed) => Err(changed()),
             Err(e) => Err(std::io::Error::other(e.to_string())),
         }
     }
@@ -407,7 +464,12 @@ impl RemoteBuckets for Remote {
             match self.sites.remote_stream(bucket, key, &record, span).await {
                 Ok(stream) => return Ok(ObjectBody { record, range, stream }),
                 // Replaced at home since its record was read: read it again.
-                Err(e) if is_changed(&e) => continue,
+                Err(e) if is_changed(&e) => {
+                    // Home moved on before its invalidation reached us: the
+                    // record kept here is older than home's, so read it again.
+                    self.sites.forget_record(bucket.id, key);
+                    continue;
+                }
                 Err(e) => return Err(Error::Unavailable(e.to_string())),
             }
         }
@@ -419,7 +481,10 @@ impl RemoteBuckets for Remote {
             let Some(record) = self.sites.remote_record(bucket, key).await? else { return Ok(None) };
             let mut stream = match self.sites.remote_stream(bucket, key, &record, 0..record.size).await {
                 Ok(s) => s,
-                Err(e) if is_changed(&e) => continue,
+                Err(e) if is_changed(&e) => {
+                    self.sites.forget_record(bucket.id, key);
+                    continue;
+                }
                 Err(e) => return Err(Error::Unavailable(e.to_string())),
             };
             let mut n = 0u64;
@@ -458,7 +523,9 @@ impl RemoteBuckets for Remote {
             checksum_value: put.checksum.value,
             conditions: Conditions { if_match: put.conditions.if_match, if_none_match: put.conditions.if_none_match },
         };
-        let result = self.sites.call::<ObjectRecord>(&home_of(bucket), OP_PUT, &req, Some(body)).await;
+        let length = req.content_length;
+        let result =
+            self.sites.call_expecting::<ObjectRecord>(&home_of(bucket), OP_PUT, &req, Some(body), length).await;
         if mismatch.lock().is_ok_and(|m| *m) {
             return Err(Error::BadDigest("the checksum you specified did not match the calculated checksum".into()));
         }
@@ -520,7 +587,10 @@ impl RemoteBuckets for Remote {
             checksum_algorithm: checksum.algorithm,
             checksum_value: checksum.value,
         };
-        let result = self.sites.call::<PartRecord>(&home_of(bucket), OP_MP_PART, &req, Some(body)).await;
+        let result = self
+            .sites
+            .call_expecting::<PartRecord>(&home_of(bucket), OP_MP_PART, &req, Some(body), content_length)
+            .await;
         if mismatch.lock().is_ok_and(|m| *m) {
             return Err(Error::BadDigest("the checksum you specified did not match the calculated checksum".into()));
         }
