@@ -25,12 +25,13 @@ as a client in that site's data centre would be. It prints:
    (target: about one round trip, not one per satellite). Each satellite
    then reads the key again: a read that does not return the value just
    written is counted as stale (must be 0).
-3. Write throughput at a satellite forwarding to home: `--writers` (4)
-   concurrent clients at `sat1` PUT distinct keys of `--small-size` (4 KiB)
-   and of 4 MiB, against the same at `home`: ops/s and MB/s (1 MB = 10^6 bytes).
-
-Writes under a write lease at a satellite are not measured: the write-lease
-interface is not wired in `orbit serve` yet.
+3. Write throughput at a satellite: `--writers` (4) concurrent clients at
+   `sat1` PUT distinct keys of `--small-size` (4 KiB) and of 4 MiB, forwarded
+   to home (no write lease), then under a write lease `sat1` took on the
+   prefix (acknowledged on `sat1`'s disk, flushed home in the background),
+   against the same PUTs at `home`: ops/s and MB/s (1 MB = 10^6 bytes). For
+   the write-lease cases, also the time the release took (the flush of what
+   was still staged, then the lease given back).
 
 Everything runs on this machine, servers and clients sharing its CPUs:
 compare the ratios of one run, never absolute figures across runs. Every
@@ -176,6 +177,15 @@ class Bench:
             body = os.urandom(size)
             for site in ("sat1", HOME):
                 out[f"{label}@{site}"] = self._parallel_puts(site, bucket, f"{label}/{site}/", body, count)
+            prefix = f"{label}/leased/"
+            lease = self.sites["sat1"].cli("site", "acquire", "--tenant", self.creds.tenant, "--bucket", bucket,
+                                           "--prefix", prefix)
+            leased = self._parallel_puts("sat1", bucket, prefix, body, count)
+            t0 = time.perf_counter()
+            released = self.sites["sat1"].cli("site", "release", lease["lease"], "--wait-ms", "600000", timeout=700)
+            assert released["released"], released
+            leased["release_s"] = round(time.perf_counter() - t0, 3)
+            out[f"{label}@sat1+lease"] = leased
         return out
 
     def _parallel_puts(self, site: str, bucket: str, prefix: str, body: bytes, count: int) -> dict:
@@ -218,10 +228,16 @@ def report(r: dict, rtt_ms: float, mode: str) -> None:
     for holders, w in r["writes"].items():
         print(f"   {holders:<8} {w['p50_ms']:>8} {w['p99_ms']:>8} {w['added_ms']:>9} {w['added_round_trips']:>10} "
               f"{w['stale_reads']:>6}")
-    print("\n3. PUT throughput, forwarded from sat1 to home, against PUTs at home")
-    print(f"   {'case':<14} {'puts':>5} {'writers':>7} {'ops/s':>8} {'MB/s':>8}")
+    print("\n3. PUT throughput at sat1, forwarded to home or under a write lease, against PUTs at home")
+    print(f"   {'case':<18} {'puts':>5} {'writers':>7} {'ops/s':>8} {'MB/s':>8} {'release s':>10}")
     for case, t in r["throughput"].items():
-        print(f"   {case:<14} {t['puts']:>5} {t['writers']:>7} {t['ops_per_s']:>8} {t['mb_per_s']:>8}")
+        print(f"   {case:<18} {t['puts']:>5} {t['writers']:>7} {t['ops_per_s']:>8} {t['mb_per_s']:>8} "
+              f"{t.get('release_s', '-'):>10}")
+    for label in ("small", "4MiB"):
+        tp = r["throughput"]
+        fwd, lease, home = tp[f"{label}@sat1"], tp[f"{label}@sat1+lease"], tp[f"{label}@{HOME}"]
+        print(f"   {label}: under a write lease {round(lease['ops_per_s'] / fwd['ops_per_s'], 2)}x forwarding, "
+              f"{round(lease['ops_per_s'] / home['ops_per_s'], 2)}x home")
 
 
 def main() -> int:

@@ -222,3 +222,41 @@ def test_the_home_site_restarted_loses_no_acknowledged_write(sites_factory, tmp_
     # After the restart home waits out the leases it may have granted, then
     # every site reads and writes again, satellites through home.
     assert_did_real_work(window(history, "restarted", skip_s=LEASE_BOUND_S + 1.0), NAMES, "after the restart")
+
+
+def test_a_write_lease_taken_and_given_back_mid_run_is_linearizable(sites_factory, tmp_path):
+    """A satellite takes a write lease on the keys' prefix mid-run, writes
+    under it (acknowledged on its own disk) while the other sites' reads are
+    redirected to it and their writes refused, then gives it back: one
+    history across both hand-overs must pass the checker."""
+    sites = start_global_sites(sites_factory)
+    creds, bucket = global_bucket(sites)
+    holder = sites[SATELLITE]
+    lease: dict = {}
+
+    def acquire():
+        lease.update(holder.cli("site", "acquire", "--tenant", creds.tenant, "--bucket", bucket, "--prefix", "g/"))
+
+    def release():
+        assert holder.cli("site", "release", lease["lease"])["released"] is True
+
+    held_s = 8.0
+    history = run_situation(sites, creds, bucket, tmp_path, duration_s=WARM_S + held_s + TAIL_S, schedule=[
+        (WARM_S, "acquired", acquire),
+        (WARM_S + held_s, "released", release),
+    ])
+    assert_did_real_work(window(history, None, "acquired"), NAMES, "before the write lease")
+    during = window(history, "acquired", "released")
+    # The holder wrote under the lease; home and the third site read its
+    # values (redirected to it) and could not write the prefix.
+    assert during.get(SATELLITE, {}).get("put_ok", 0) >= 3, during
+    assert holder.metric("orbit_lease_held_writes_total") >= 3
+    # Home gives the prefix back a moment before the release command
+    # returns: writes called in that last moment may succeed there.
+    held_fully = history.summary(start=history.mark_time("acquired"),
+                                 end=history.mark_time("released") - int(1.5e9))
+    for site in (HOME, DIRECTORY):
+        c = during.get(site, {})
+        assert c.get("get_ok", 0) >= 3 and c.get("reads_remote", 0) >= 1, (site, during)
+        assert held_fully.get(site, {}).get("put_ok", 0) == 0, (site, held_fully)
+    assert_did_real_work(window(history, "released", skip_s=3.0), NAMES, "after the release")

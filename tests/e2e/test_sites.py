@@ -127,12 +127,18 @@ def test_the_peer_port_refuses_what_a_configured_peer_did_not_sign(sites_factory
                           "message": {"type": "ReleaseLease", "lease": {"epoch": 1, "seq": 1}}}).encode()
     r = post_peer(url, release, peer_authorization("us", secret, release))
     assert r.status_code == 204, r.text
-    # Write leases are not served yet: refused as not implemented, typed.
+    # A write lease in a bucket this site is not home to: refused, typed.
     acquire = json.dumps({"version": 1, "from": "us",
                           "message": {"type": "AcquireWriteLease", "req": 2,
                                       "scope": {"bucket": "00000000-0000-0000-0000-000000000000",
                                                 "prefix": "ckpt/"}}}).encode()
     r = post_peer(url, acquire, peer_authorization("us", secret, acquire))
+    assert r.status_code == 422 and r.json() == {"refusal": "NotHome"}, r.text
+    # Flushed writes travel with their bytes on the data route, never bare.
+    flush = json.dumps({"version": 1, "from": "us",
+                        "message": {"type": "FlushWrites", "req": 3, "lease": {"epoch": 1, "seq": 1},
+                                    "writes": []}}).encode()
+    r = post_peer(url, flush, peer_authorization("us", secret, flush))
     assert r.status_code == 422 and r.json() == {"refusal": "NotImplemented"}, r.text
     # The signer must be the envelope's sender.
     spoof = ping("asia")

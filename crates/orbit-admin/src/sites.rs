@@ -8,8 +8,9 @@ use crate::error::ApiError;
 use crate::routes::ApiResult;
 use crate::{AdminClient, ClientError};
 use axum::extract::Path;
+use axum::extract::Query;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use orbit_core::AdminService;
 use orbit_tenancy::Caller;
@@ -65,6 +66,180 @@ pub struct SiteLeases {
     pub held: Vec<LeaseEntry>,
 }
 
+/// One write lease: held here (`site` is its home site) or granted by this
+/// site as a home (`site` is the holder).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct WriteLeaseEntry {
+    pub lease: String,
+    pub site: String,
+    /// The bucket's tenant id and name, where this site knows them; the bucket id otherwise.
+    pub tenant: String,
+    pub bucket: String,
+    pub prefix: String,
+    /// Writes acknowledged by the holder and not yet applied at home (at the holder).
+    pub unflushed: u64,
+    /// The holder's writes applied at home so far, by sequence number.
+    pub flushed_upto: u64,
+    /// `held`, `releasing or unconfirmed` (at the holder) or `granted` (at home).
+    pub state: String,
+}
+
+/// Writes a holder acknowledged and had to discard when an operator revoked its lease.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct LostWritesEntry {
+    pub lease: String,
+    pub home: String,
+    pub keys: Vec<String>,
+}
+
+/// The write leases of this site.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct WriteLeases {
+    pub site: String,
+    pub held: Vec<WriteLeaseEntry>,
+    pub granted: Vec<WriteLeaseEntry>,
+    pub lost: Vec<LostWritesEntry>,
+}
+
+/// Asks the bucket's home site for an exclusive write lease on a prefix.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct AcquireWriteLease {
+    /// The tenant's name.
+    pub tenant: String,
+    pub bucket: String,
+    /// The key prefix; empty for the whole bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// How long to wait for the grant (default 30 s); the request stays pending after.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// What an operator's revocation declares lost.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct RevokeOutcome {
+    pub lease: String,
+    pub holder: String,
+    pub bucket: String,
+    pub prefix: String,
+    /// Writes the holder acknowledged with a sequence number above this were
+    /// never applied at home and are lost.
+    pub lost_after: u64,
+    pub statement: String,
+}
+
+/// Whether a release completed within the wait.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ReleaseOutcome {
+    pub lease: String,
+    /// False: still flushing; the release completes in the background.
+    pub released: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    wait_ms: Option<u64>,
+}
+
+/// The write-lease operations of this site; wired by the binary when peers are configured.
+#[async_trait::async_trait]
+pub trait WriteLeaseControl: Send + Sync + 'static {
+    fn table(&self) -> WriteLeases;
+    async fn acquire(&self, req: AcquireWriteLease) -> Result<WriteLeaseEntry, Error>;
+    async fn release(&self, lease: &str, wait: std::time::Duration) -> Result<bool, Error>;
+    async fn revoke(&self, lease: &str) -> Result<RevokeOutcome, Error>;
+    async fn recall(&self, lease: &str) -> Result<(), Error>;
+}
+
+pub type WriteLeaseControlRef = Arc<dyn WriteLeaseControl>;
+
+/// Serve the write-lease routes from `control` (without it: 409, no peers).
+pub fn with_write_leases(router: Router, control: WriteLeaseControlRef) -> Router {
+    router.layer(Extension(control))
+}
+
+fn lease_control(c: &Caller, control: Option<Extension<WriteLeaseControlRef>>) -> ApiResult<WriteLeaseControlRef> {
+    if c.role != Role::Operator {
+        return Err(Error::AccessDenied.into());
+    }
+    control.map(|Extension(c)| c).ok_or_else(|| {
+        ApiError(
+            StatusCode::CONFLICT,
+            "NoPeerSites",
+            "this site has no peer sites: write leases need a home site elsewhere".into(),
+        )
+    })
+}
+
+/// Lease errors keep their message (the operator needs to know what home said).
+fn lease_error(e: Error) -> ApiError {
+    match e {
+        Error::Unavailable(m) => ApiError(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m),
+        e => e.into(),
+    }
+}
+
+#[utoipa::path(get, path = "/admin/v1/sites/write-leases",
+    responses((status = 200, body = WriteLeases), (status = 403, body = ErrorBody)))]
+async fn list_write_leases(
+    Extension(c): Extension<Caller>,
+    control: Option<Extension<WriteLeaseControlRef>>,
+) -> ApiResult<Json<WriteLeases>> {
+    if c.role != Role::Operator {
+        return Err(Error::AccessDenied.into());
+    }
+    Ok(Json(control.map(|Extension(c)| c.table()).unwrap_or_default()))
+}
+
+#[utoipa::path(post, path = "/admin/v1/sites/write-leases", request_body = AcquireWriteLease,
+    responses((status = 201, body = WriteLeaseEntry), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn acquire_write_lease(
+    Extension(c): Extension<Caller>,
+    control: Option<Extension<WriteLeaseControlRef>>,
+    Json(req): Json<AcquireWriteLease>,
+) -> ApiResult<(StatusCode, Json<WriteLeaseEntry>)> {
+    let control = lease_control(&c, control)?;
+    Ok((StatusCode::CREATED, Json(control.acquire(req).await.map_err(lease_error)?)))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/sites/write-leases/{lease}", params(("lease" = String, Path)),
+    responses((status = 200, body = ReleaseOutcome), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn release_write_lease(
+    Extension(c): Extension<Caller>,
+    control: Option<Extension<WriteLeaseControlRef>>,
+    Path(lease): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<ReleaseOutcome>> {
+    let control = lease_control(&c, control)?;
+    let wait = std::time::Duration::from_millis(q.wait_ms.unwrap_or(60_000));
+    let released = control.release(&lease, wait).await.map_err(lease_error)?;
+    Ok(Json(ReleaseOutcome { lease, released }))
+}
+
+#[utoipa::path(post, path = "/admin/v1/sites/write-leases/{lease}/revoke", params(("lease" = String, Path)),
+    responses((status = 200, body = RevokeOutcome), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn revoke_write_lease(
+    Extension(c): Extension<Caller>,
+    control: Option<Extension<WriteLeaseControlRef>>,
+    Path(lease): Path<String>,
+) -> ApiResult<Json<RevokeOutcome>> {
+    let control = lease_control(&c, control)?;
+    Ok(Json(control.revoke(&lease).await.map_err(lease_error)?))
+}
+
+#[utoipa::path(post, path = "/admin/v1/sites/write-leases/{lease}/recall", params(("lease" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn recall_write_lease(
+    Extension(c): Extension<Caller>,
+    control: Option<Extension<WriteLeaseControlRef>>,
+    Path(lease): Path<String>,
+) -> ApiResult<StatusCode> {
+    let control = lease_control(&c, control)?;
+    control.recall(&lease).await.map_err(lease_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Renders this site's lease tables; wired by the binary when peers are configured.
 pub type LeasesRenderer = Arc<dyn Fn() -> SiteLeases + Send + Sync>;
 
@@ -85,11 +260,37 @@ pub(crate) fn routes() -> Router<AdminService> {
     Router::new()
         .route("/admin/v1/sites", get(list_sites))
         .route("/admin/v1/sites/leases", get(site_leases))
+        .route("/admin/v1/sites/write-leases", get(list_write_leases).post(acquire_write_lease))
+        .route("/admin/v1/sites/write-leases/{lease}", axum::routing::delete(release_write_lease))
+        .route("/admin/v1/sites/write-leases/{lease}/revoke", post(revoke_write_lease))
+        .route("/admin/v1/sites/write-leases/{lease}/recall", post(recall_write_lease))
         .route("/admin/v1/sites/{site}", get(get_site))
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(list_sites, get_site, site_leases), components(schemas(Site, SiteLeases, LeaseEntry)))]
+#[openapi(
+    paths(
+        list_sites,
+        get_site,
+        site_leases,
+        list_write_leases,
+        acquire_write_lease,
+        release_write_lease,
+        revoke_write_lease,
+        recall_write_lease
+    ),
+    components(schemas(
+        Site,
+        SiteLeases,
+        LeaseEntry,
+        WriteLeases,
+        WriteLeaseEntry,
+        LostWritesEntry,
+        AcquireWriteLease,
+        RevokeOutcome,
+        ReleaseOutcome
+    ))
+)]
 pub(crate) struct SitesDoc;
 
 fn sites(c: &Caller, renderer: Option<Extension<SitesRenderer>>) -> ApiResult<Vec<Site>> {
@@ -134,6 +335,30 @@ async fn site_leases(
 impl AdminClient {
     pub async fn site_leases(&self) -> Result<SiteLeases, ClientError> {
         self.call(Method::GET, "/admin/v1/sites/leases", None::<&()>).await?.ok_or_else(empty)
+    }
+
+    pub async fn write_leases(&self) -> Result<WriteLeases, ClientError> {
+        self.call(Method::GET, "/admin/v1/sites/write-leases", None::<&()>).await?.ok_or_else(empty)
+    }
+
+    pub async fn acquire_write_lease(&self, req: &AcquireWriteLease) -> Result<WriteLeaseEntry, ClientError> {
+        self.call(Method::POST, "/admin/v1/sites/write-leases", Some(req)).await?.ok_or_else(empty)
+    }
+
+    pub async fn release_write_lease(&self, lease: &str, wait_ms: u64) -> Result<ReleaseOutcome, ClientError> {
+        let path = format!("/admin/v1/sites/write-leases/{}?wait_ms={wait_ms}", seg(lease));
+        self.call(Method::DELETE, &path, None::<&()>).await?.ok_or_else(empty)
+    }
+
+    pub async fn revoke_write_lease(&self, lease: &str) -> Result<RevokeOutcome, ClientError> {
+        let path = format!("/admin/v1/sites/write-leases/{}/revoke", seg(lease));
+        self.call(Method::POST, &path, None::<&()>).await?.ok_or_else(empty)
+    }
+
+    pub async fn recall_write_lease(&self, lease: &str) -> Result<(), ClientError> {
+        let path = format!("/admin/v1/sites/write-leases/{}/recall", seg(lease));
+        self.call::<serde_json::Value>(Method::POST, &path, None::<&()>).await?;
+        Ok(())
     }
 
     pub async fn list_sites(&self) -> Result<Vec<Site>, ClientError> {

@@ -36,9 +36,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> MetaResult<T> {
 /// record read again unchanged is cloned instead of parsed again. The stored
 /// bytes are always read and compared, so a changed record is never served
 /// from here; the cache only saves the decoding.
+/// Key -> (stored bytes, the record decoded from them).
+type Decoded<T> = std::collections::HashMap<Vec<u8>, (Vec<u8>, T)>;
+
 pub struct DecodeCache<T> {
     // Hits (the common case) only take the read lock, so worker threads do not queue on each other.
-    entries: std::sync::RwLock<std::collections::HashMap<Vec<u8>, (Vec<u8>, T)>>,
+    entries: std::sync::RwLock<Decoded<T>>,
     capacity: usize,
 }
 

@@ -51,10 +51,13 @@ pub enum Table {
     TenantLimits,
     /// tenant id ++ user id -> the user's bucket and prefix grants
     Grants,
+    /// write lease ++ sequence (u64 big endian) -> a write this site
+    /// acknowledged under a write lease it holds, not yet applied at home
+    HeldWrites,
 }
 
 impl Table {
-    pub const ALL: [Table; 23] = [
+    pub const ALL: [Table; 24] = [
         Table::Tenants,
         Table::TenantNames,
         Table::Users,
@@ -78,6 +81,7 @@ impl Table {
         Table::AuditSettings,
         Table::TenantLimits,
         Table::Grants,
+        Table::HeldWrites,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +109,7 @@ impl Table {
             Table::AuditSettings => "audit_settings",
             Table::TenantLimits => "tenant_limits",
             Table::Grants => "grants",
+            Table::HeldWrites => "held_writes",
         }
     }
 }

@@ -225,6 +225,16 @@ impl HomeSite {
             .collect()
     }
 
+    /// The write lease `lease`, if this home site holds it in its table.
+    pub fn write_lease(&self, lease: LeaseId) -> Option<WriteLeaseRecord> {
+        self.write_leases().into_iter().find(|r| r.lease == lease)
+    }
+
+    /// The holder of a write lease over `key`, if any.
+    pub fn write_lease_holder(&self, bucket: BucketId, key: &ObjectKey) -> Option<SiteId> {
+        self.write_lease_over_key(bucket, key).map(|w| w.holder.clone())
+    }
+
     /// Read leases currently in the table, as (lease, holder, scope).
     pub fn read_leases(&self) -> Vec<(LeaseId, SiteId, LeaseScope)> {
         self.read_leases.iter().map(|(id, l)| (*id, l.holder.clone(), l.scope.clone())).collect()

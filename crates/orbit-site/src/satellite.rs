@@ -436,6 +436,31 @@ impl SatelliteSite {
         Some(w.next_seq)
     }
 
+    /// The write lease this site holds over `key` (in whatever state), as
+    /// (home, lease, scope).
+    pub fn write_lease_for(&self, bucket: BucketId, key: &ObjectKey) -> Option<(SiteId, LeaseId, LeaseScope)> {
+        let (home, lease) = self.write_lease_over(bucket, key)?;
+        let w = self.write_leases.get(&(home.clone(), *lease))?;
+        Some((home.clone(), *lease, w.scope.clone()))
+    }
+
+    /// The write leases this site holds whose scope overlaps `scope`.
+    pub fn write_leases_overlapping(&self, scope: &LeaseScope) -> Vec<(SiteId, LeaseId)> {
+        self.write_leases.iter().filter(|(_, w)| w.scope.overlaps(scope)).map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Takes back the write `seq` just returned by [`Self::local_write`],
+    /// when persisting it failed (it was never acknowledged).
+    pub fn undo_local_write(&mut self, bucket: BucketId, key: &ObjectKey, seq: u64) {
+        let Some(lease) = self.write_lease_over(bucket, key).cloned() else { return };
+        if let Some(w) = self.write_leases.get_mut(&lease)
+            && w.unflushed.last().is_some_and(|x| x.seq == seq)
+        {
+            w.unflushed.pop();
+            w.next_seq -= 1;
+        }
+    }
+
     /// Whether a write lease covers `key` but is being given back: writes
     /// must wait (answer "retry later"), not be forwarded.
     pub fn write_lease_busy(&self, bucket: BucketId, key: &ObjectKey) -> bool {

@@ -313,6 +313,9 @@ impl Config {
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 bail!("config table `backends.{name}`: a backend name is letters, digits, '-' and '_'");
             }
+            if name.starts_with('_') {
+                bail!("config table `backends.{name}`: names starting with '_' are the site's own (e.g. `_held`)");
+            }
         }
         if !(64 * 1024..=64 << 20).contains(&self.cache.chunk_size) {
             bail!("config field `cache.chunk_size`: must be between 64 KiB and 64 MiB, got {}", self.cache.chunk_size);
@@ -456,6 +459,9 @@ mod tests {
         assert!(
             matches!(&c.backends["remote"], NamedBackend::S3 { bucket, region, .. } if bucket == "b" && region == "us-east-1")
         );
+        std::fs::write(&p, "[backends._held]\nkind = \"s3\"\nbucket = \"b\"\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("`backends._held`") && e.contains("site's own"), "{e}");
         std::fs::write(&p, "site = \"paris\"\n[backend]\nkind = \"memory\"\n").unwrap();
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.site, "paris");

@@ -180,6 +180,12 @@ pub async fn run(config: Config) -> Result<()> {
     for (name, b) in config.backends.iter().filter(|(n, _)| n.as_str() != BackendSet::DEFAULT) {
         backends = backends.with(name.clone(), metered(name, named_backend(name, b)?));
     }
+    // Writes this site acknowledges under a write lease wait on its own disk
+    // until they are applied at the bucket's home site.
+    if !config.peers.is_empty() {
+        let held = ObjectStoreBackend::local(&config.data_dir.join("held-writes"))?;
+        backends = backends.with(orbit_global::leases::HELD_BACKEND, Arc::new(held));
+    }
     let directory = Directory::new(meta.clone(), master_key(&config)?);
     directory.check_master_key().await?;
     bootstrap_operator(&directory, &config).await?;
@@ -252,6 +258,10 @@ pub async fn run(config: Config) -> Result<()> {
     let admin = orbit_admin::sites::with_sites(admin, peering.renderer.clone());
     let admin = orbit_admin::directory::with_directory(admin, peering.directory.clone());
     let admin = orbit_admin::sites::with_leases(admin, peering.leases.clone());
+    let admin = match peering.write_leases.clone() {
+        Some(control) => orbit_admin::sites::with_write_leases(admin, control),
+        None => admin,
+    };
     let s3_task = tokio::spawn(s3.serve(s3_listener, stopped(stop_rx.clone())));
     let admin_task =
         tokio::spawn(async move { axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx)).await });

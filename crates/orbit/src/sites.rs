@@ -7,7 +7,10 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use orbit_admin::directory::{DirectoryRenderer, DirectoryStatus};
-use orbit_admin::sites::{LeaseEntry, LeasesRenderer, Site, SiteLeases, SitesRenderer};
+use orbit_admin::sites::{
+    AcquireWriteLease, LeaseEntry, LeasesRenderer, LostWritesEntry, RevokeOutcome, Site, SiteLeases, SitesRenderer,
+    WriteLeaseControl, WriteLeaseEntry, WriteLeases,
+};
 use orbit_core::Namespace;
 use orbit_global::PeerRouter;
 use orbit_global::directory::{DirectoryAuthority, DirectorySiteBuckets, Mirror, PeerChannel, VersionedStore};
@@ -16,6 +19,7 @@ use orbit_meta::MetaStore;
 use orbit_peer::{PeerClient, PeerServer, Prober};
 use orbit_site::SiteId;
 use orbit_tenancy::Directory;
+use orbit_types::Error;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +54,8 @@ pub struct Peering {
     pub renderer: SitesRenderer,
     pub directory: DirectoryRenderer,
     pub leases: LeasesRenderer,
+    /// The write-lease operations (none without peers).
+    pub write_leases: Option<orbit_admin::sites::WriteLeaseControlRef>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     prober: Option<JoinHandle<()>>,
     mirror: Option<JoinHandle<()>>,
@@ -93,7 +99,16 @@ impl Peering {
                 ..Default::default()
             });
             let leases: LeasesRenderer = Arc::new(move || SiteLeases { site: site.clone(), ..Default::default() });
-            return Ok(Self { renderer, directory, leases, server: None, prober: None, mirror: None, ticker: None });
+            return Ok(Self {
+                renderer,
+                directory,
+                leases,
+                write_leases: None,
+                server: None,
+                prober: None,
+                mirror: None,
+                ticker: None,
+            });
         };
         let listener = TcpListener::bind(config.peer_addr)
             .await
@@ -102,6 +117,7 @@ impl Peering {
         let timeout = Duration::from_millis(config.peer_timeout_ms);
         let probing = prober.start(Duration::from_millis(config.peer_probe_interval_ms), timeout);
         let mut router = PeerRouter::new(sites.peer_handler());
+        let (control_directory, control_namespace) = (parts.directory.clone(), parts.namespace.clone());
         let (directory, mirror, authority) = wire_directory(config, parts, &client).await?;
         if let Some(a) = authority {
             router = router.with_directory(a);
@@ -109,6 +125,11 @@ impl Peering {
         let server = PeerServer::new(&peer_config, Arc::new(router)).with_data(sites.data_handler());
         let serving = tokio::spawn(server.serve(listener, shutdown));
         let ticker = sites.spawn_ticker();
+        let write_leases: orbit_admin::sites::WriteLeaseControlRef = Arc::new(WriteLeaseAdmin {
+            sites: sites.clone(),
+            directory: control_directory,
+            namespace: control_namespace,
+        });
         let leases: LeasesRenderer = Arc::new(move || {
             let t = sites.table();
             SiteLeases {
@@ -140,6 +161,7 @@ impl Peering {
             renderer,
             directory,
             leases,
+            write_leases: Some(write_leases),
             server: Some(serving),
             prober: Some(probing),
             mirror,
@@ -242,5 +264,74 @@ fn local_site(name: &str, url: Option<String>) -> Site {
         protocol_version: Some(orbit_site::PROTOCOL_VERSION),
         last_probe_ms: None,
         last_seen_ms: None,
+    }
+}
+
+/// The admin API's write-lease operations over the lease runtime.
+struct WriteLeaseAdmin {
+    sites: Sites,
+    directory: Directory,
+    namespace: Namespace,
+}
+
+fn write_lease_entry(v: orbit_global::leases::WriteLeaseView) -> WriteLeaseEntry {
+    WriteLeaseEntry {
+        lease: v.lease,
+        site: v.site,
+        tenant: v.tenant,
+        bucket: v.bucket,
+        prefix: v.prefix,
+        unflushed: v.unflushed,
+        flushed_upto: v.flushed_upto,
+        state: v.state,
+    }
+}
+
+#[async_trait::async_trait]
+impl WriteLeaseControl for WriteLeaseAdmin {
+    fn table(&self) -> WriteLeases {
+        let t = self.sites.write_leases();
+        WriteLeases {
+            site: t.site,
+            held: t.held.into_iter().map(write_lease_entry).collect(),
+            granted: t.granted.into_iter().map(write_lease_entry).collect(),
+            lost: t.lost.into_iter().map(|l| LostWritesEntry { lease: l.lease, home: l.home, keys: l.keys }).collect(),
+        }
+    }
+
+    async fn acquire(&self, req: AcquireWriteLease) -> Result<WriteLeaseEntry, Error> {
+        let name = orbit_types::TenantName::new(&req.tenant).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let tenant = self.directory.tenant_by_name(&name).await?;
+        let bucket = self.namespace.bucket_record(tenant.id, &req.bucket, None).await?;
+        let wait = Duration::from_millis(req.wait_ms.unwrap_or(30_000).min(600_000));
+        let mut view = self.sites.acquire_write_lease(&bucket, &req.prefix, wait).await?;
+        view.tenant = req.tenant;
+        view.bucket = req.bucket;
+        Ok(write_lease_entry(view))
+    }
+
+    async fn release(&self, lease: &str, wait: Duration) -> Result<bool, Error> {
+        self.sites.release_write_lease(lease, wait).await
+    }
+
+    async fn revoke(&self, lease: &str) -> Result<RevokeOutcome, Error> {
+        let s = self.sites.revoke_write_lease(lease).await?;
+        let statement = format!(
+            "write lease {} of site `{}` on prefix `{}` revoked: every write `{}` acknowledged under it after \
+             sequence number {} was never applied here and is lost",
+            s.lease, s.holder, s.scope.prefix, s.holder, s.lost_after
+        );
+        Ok(RevokeOutcome {
+            lease: s.lease.to_string(),
+            holder: s.holder.0,
+            bucket: s.scope.bucket.to_string(),
+            prefix: s.scope.prefix,
+            lost_after: s.lost_after,
+            statement,
+        })
+    }
+
+    async fn recall(&self, lease: &str) -> Result<(), Error> {
+        self.sites.recall_write_lease(lease)
     }
 }

@@ -230,6 +230,11 @@ impl Namespace {
             if expect.is_some_and(|e| e != id) {
                 return Err(Error::NotFound(Resource::Bucket));
             }
+            // Writes staged at another site under a write lease are objects
+            // of this bucket this site cannot see yet.
+            if self.gate.as_ref().is_some_and(|g| g.listing_held_elsewhere(&b.record, "")) {
+                return Err(Error::NotEmpty(Resource::Bucket));
+            }
             if force {
                 self.purge_objects(tenant, id).await?;
             }

@@ -65,6 +65,18 @@ pub trait WriteGate: Send + Sync + 'static {
     /// Returns once `keys` of `bucket` may be committed. With no other site
     /// holding a lease over them this must cost next to nothing.
     async fn open(&self, bucket: &BucketRecord, keys: &[String]) -> Result<WritePass>;
+
+    /// Whether another site holds a write lease over `key`: it is the
+    /// authority for the key, so reads go to it (through [`RemoteBuckets`]).
+    fn key_held_elsewhere(&self, _bucket: &BucketRecord, _key: &str) -> bool {
+        false
+    }
+
+    /// Whether a listing of `prefix` may show a key another site holds a
+    /// write lease over.
+    fn listing_held_elsewhere(&self, _bucket: &BucketRecord, _prefix: &str) -> bool {
+        false
+    }
 }
 
 /// The satellite path: object operations on a bucket homed at another site.
@@ -199,6 +211,25 @@ impl Namespace {
     /// The satellite path for `bucket`, if it is homed elsewhere and one is installed.
     pub(crate) fn remote_for(&self, bucket: &BucketRecord) -> Option<&Arc<dyn RemoteBuckets>> {
         self.remote.as_ref().filter(|_| bucket.home_site != self.site)
+    }
+
+    /// Who serves a read of `key`: the satellite path for a bucket homed
+    /// elsewhere, and for a key of a bucket homed here while another site
+    /// holds a write lease over it.
+    pub(crate) fn read_remote_for(&self, bucket: &BucketRecord, key: &str) -> Option<&Arc<dyn RemoteBuckets>> {
+        let held =
+            || self.gate.as_ref().is_some_and(|g| bucket.home_site == self.site && g.key_held_elsewhere(bucket, key));
+        self.remote.as_ref().filter(|_| bucket.home_site != self.site || held())
+    }
+
+    /// [`Self::read_remote_for`] for a listing of `prefix`.
+    pub(crate) fn list_remote_for(&self, bucket: &BucketRecord, prefix: &str) -> Option<&Arc<dyn RemoteBuckets>> {
+        let held = || {
+            self.gate
+                .as_ref()
+                .is_some_and(|g| bucket.home_site == self.site && g.listing_held_elsewhere(bucket, prefix))
+        };
+        self.remote.as_ref().filter(|_| bucket.home_site != self.site || held())
     }
 
     /// What is left to the local path of a bucket homed elsewhere: copying

@@ -44,7 +44,7 @@ impl Namespace {
         q: &ListQuery,
     ) -> Result<ListPage> {
         let b = self.resolve_bucket(tenant, bucket).await?;
-        if let Some(remote) = self.remote_for(&b.record) {
+        if let Some(remote) = self.list_remote_for(&b.record, &q.prefix) {
             return remote.list_objects(tenant, &b.record, q).await;
         }
         if let Some(m) = &b.record.mapped {
@@ -54,7 +54,7 @@ impl Namespace {
     }
 }
 
-async fn list_in(meta: &dyn MetaStore, bucket: &[u8], q: &ListQuery) -> Result<ListPage> {
+pub(crate) async fn list_in(meta: &dyn MetaStore, bucket: &[u8], q: &ListQuery) -> Result<ListPage> {
     let max = q.max_keys.min(MAX_KEYS);
     let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty());
     let full_prefix = cat(bucket, q.prefix.as_bytes());

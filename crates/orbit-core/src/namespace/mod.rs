@@ -4,6 +4,7 @@
 mod access;
 mod bucket;
 pub mod global;
+mod held;
 pub mod list;
 mod mapped;
 pub mod multipart;
@@ -172,8 +173,11 @@ impl Namespace {
             .ok_or_else(|| Error::Unavailable(format!("backend `{name}` is not configured on this site")))
     }
 
+    /// Whether buckets may be placed on backend `name`: configured, and not
+    /// one of the site's own (named with a leading `_`, such as the staging
+    /// area of write leases).
     pub fn has_backend(&self, name: &str) -> bool {
-        self.backends.get(name).is_some()
+        !name.starts_with('_') && self.backends.get(name).is_some()
     }
 
     pub(crate) async fn resolve_bucket(&self, tenant: TenantId, name: &str) -> Result<ResolvedBucket> {

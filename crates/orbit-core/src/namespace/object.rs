@@ -407,9 +407,21 @@ impl Namespace {
             // Bytes in are metered at home, which stores them: once per write.
             return remote.put_object(caller, &b.record, key, put).await;
         }
+        self.put_resolved(caller.tenant_id, bucket, b, key, put).await
+    }
+
+    /// A put into a bucket homed here, its caller's access already checked.
+    pub(crate) async fn put_resolved(
+        &self,
+        tenant: orbit_types::TenantId,
+        bucket: &str,
+        b: ResolvedBucket,
+        key: &str,
+        put: PutObject,
+    ) -> Result<ObjectRecord> {
         if let Some(m) = b.record.mapped.clone() {
             let rec = self.mapped_put(&b, &m, key, put).await?;
-            self.meter.bytes_in(caller.tenant_id, bucket, rec.size);
+            self.meter.bytes_in(tenant, bucket, rec.size);
             return Ok(rec);
         }
         // Fail fast on conditions that already cannot hold; they are checked again at commit.
@@ -445,8 +457,8 @@ impl Namespace {
             segments: vec![Segment { backend: w.backend, blob: w.blob, size: w.size }],
             parts_count: None,
         };
-        self.commit_object(caller.tenant_id, bucket, key, &rec, &put.conditions).await?;
-        self.meter.bytes_in(caller.tenant_id, bucket, rec.size);
+        self.commit_object(tenant, bucket, key, &rec, &put.conditions).await?;
+        self.meter.bytes_in(tenant, bucket, rec.size);
         Ok(rec)
     }
 
@@ -459,7 +471,7 @@ impl Namespace {
     ) -> Result<(ObjectRecord, Option<Range<u64>>)> {
         super::access::require_read(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
-        if let Some(remote) = self.remote_for(&b.record) {
+        if let Some(remote) = self.read_remote_for(&b.record, key) {
             return remote.head_object(caller, &b.record, key, get).await;
         }
         if let Some(m) = &b.record.mapped {
@@ -505,7 +517,7 @@ impl Namespace {
         super::access::require_read(caller, bucket, key)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let tap = super::read::HitTap { meter: self.meter.clone(), tenant: b.record.tenant_id, bucket: bucket.into() };
-        let remote = self.remote_for(&b.record);
+        let remote = self.read_remote_for(&b.record, key);
         let mut body = match &b.record.mapped {
             _ if remote.is_some() => {
                 let remote = remote.expect("checked");
@@ -532,12 +544,23 @@ impl Namespace {
         if let Some(remote) = self.remote_for(&b.record) {
             return remote.delete_object(caller, &b.record, key).await;
         }
+        self.delete_resolved(caller.tenant_id, bucket, b, key).await
+    }
+
+    /// A delete in a bucket homed here, its caller's access already checked.
+    pub(crate) async fn delete_resolved(
+        &self,
+        tenant: orbit_types::TenantId,
+        bucket: &str,
+        b: ResolvedBucket,
+        key: &str,
+    ) -> Result<()> {
         if let Some(m) = &b.record.mapped {
             return self.mapped_delete(&b.record, m, key).await;
         }
         let pass = self.open_gate(&b.record, &[key.to_owned()]).await?;
         for _ in 0..MAX_CAS_RETRIES {
-            let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
+            let b = self.resolve_bucket(tenant, bucket).await?;
             let Some((raw, rec)) = self.read_object(b.record.id, key).await? else { return Ok(()) };
             let okey = object_key(b.record.id, key);
             let mut txn = Txn::new().require_equals(Table::Objects, okey.clone(), raw).delete(Table::Objects, okey);
@@ -586,6 +609,60 @@ impl Namespace {
         Ok((sb.record, rec))
     }
 
+    /// A copy between buckets homed at different sites: the source is read
+    /// as any GET of it is served here (this site's cache under a lease, or
+    /// its home), and its bytes are written as a PUT of the destination (its
+    /// home, or a write-lease holder, decides). Like a PUT, at most 5 GiB.
+    async fn copy_across_sites(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        src: CopySource,
+        directive: MetadataDirective,
+        conditions: WriteConditions,
+    ) -> Result<ObjectRecord> {
+        let (source, _) = self.head_object(caller, &src.bucket, &src.key, &GetObject::default()).await?;
+        check_read_conditions(&source, &src.conditions, true)?;
+        if source.size > MAX_PUT_SIZE {
+            return Err(Error::InvalidRequest(
+                "the source is larger than 5 GiB: copy it with a multipart upload instead".into(),
+            ));
+        }
+        let (headers, user_metadata) = match directive {
+            MetadataDirective::Copy => (source.headers.clone(), source.user_metadata.clone()),
+            MetadataDirective::Replace { headers, user_metadata } => {
+                validate_metadata(&user_metadata)?;
+                (headers, user_metadata)
+            }
+        };
+        // The very version whose conditions were checked, or nothing.
+        let same = ReadConditions { if_match: Some(format!("\"{}\"", source.etag)), ..Default::default() };
+        let get = GetObject { conditions: same, ..Default::default() };
+        let body = match self.get_object(caller, &src.bucket, &src.key, &get).await {
+            Err(Error::PreconditionFailed | Error::NotFound(_)) => {
+                return Err(Error::Unavailable("the source object changed during the copy, retry".into()));
+            }
+            other => other?,
+        };
+        // A whole-object checksum travels with the bytes and is checked again.
+        let checksum = source.checksum.as_ref().filter(|c| c.kind == ChecksumKind::FullObject);
+        let put = PutObject {
+            body: body.stream,
+            content_length: Some(source.size),
+            headers,
+            user_metadata,
+            content_md5: None,
+            checksum: ExpectedChecksum {
+                algorithm: checksum.map(|c| c.algorithm),
+                value: checksum.map(|c| c.value.clone()),
+                trailer: None,
+            },
+            conditions,
+        };
+        self.put_object(caller, bucket, key, put).await
+    }
+
     pub async fn copy_object(
         &self,
         caller: &Caller,
@@ -603,9 +680,7 @@ impl Namespace {
         if dst_bucket.record.home_site != src_bucket.record.home_site
             && (self.remote_for(&dst_bucket.record).is_some() || self.remote_for(&src_bucket.record).is_some())
         {
-            return Err(Error::NotImplemented(
-                "copying between buckets homed at different sites is not supported yet; read and write instead".into(),
-            ));
+            return self.copy_across_sites(caller, bucket, key, src, directive, conditions).await;
         }
         if let Some(remote) = self.remote_for(&dst_bucket.record) {
             return remote

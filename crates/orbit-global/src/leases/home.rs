@@ -9,6 +9,13 @@ use std::collections::HashMap;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
+tokio::task_local! {
+    /// The site a write at home is made for: a satellite's forwarded write,
+    /// or a write-lease holder's flushed or written-through one. The holder
+    /// of a write lease over the key may write it; nobody else may.
+    pub(crate) static WRITING_FOR: orbit_site::SiteId;
+}
+
 /// The home state machine and the writes waiting at its gate.
 pub(crate) struct HomeState {
     pub(crate) site: HomeSite,
@@ -37,8 +44,15 @@ impl HomeState {
     }
 
     pub(crate) fn tick(&mut self, now: MonoTime) -> Vec<HomeEvent> {
+        let before = self.site.read_leases().len();
         let events = self.site.tick(now);
-        super::metrics::set_granted(self.site.read_leases().len());
+        let after = self.site.read_leases().len();
+        // A tick only drops leases that surely expired (releases and recalls
+        // come as messages).
+        if before > after {
+            metrics::counter!("orbit_lease_expired_total").increment((before - after) as u64);
+        }
+        super::metrics::set_granted(after);
         self.settle(events)
     }
 
@@ -49,6 +63,11 @@ impl HomeState {
         message: orbit_site::Message,
     ) -> Vec<HomeEvent> {
         let events = self.site.on_message(now, from, message);
+        self.settle(events)
+    }
+
+    pub(crate) fn recall_write_lease(&mut self, now: MonoTime, lease: orbit_site::LeaseId) -> Vec<HomeEvent> {
+        let events = self.site.recall_write_lease(now, lease);
         self.settle(events)
     }
 
@@ -106,9 +125,17 @@ impl WriteGate for Gate {
             let (gate, events) = home.site.begin_write(now, bucket.id, keys, WriteOrigin::Local);
             let write = match gate {
                 orbit_site::Gate::Proceed(w) => w,
-                // Write leases are not granted yet, so this does not happen.
+                // No read lease overlaps a write lease (the acquisition
+                // recalled them, and grants over it are redirected), so the
+                // holder's own writes need no invalidation.
+                orbit_site::Gate::Redirect { holder } if WRITING_FOR.try_with(|s| *s == holder).unwrap_or(false) => {
+                    return Ok(WritePass::free());
+                }
                 orbit_site::Gate::Redirect { holder } => {
-                    return Err(Error::Unavailable(format!("site `{holder}` holds a write lease over the key")));
+                    return Err(Error::Unavailable(format!(
+                        "site `{holder}` holds a write lease over the key: it takes the writes of that prefix until \
+                         it gives the lease back"
+                    )));
                 }
             };
             let ready = events.contains(&HomeEvent::WriteReady(write));
@@ -130,5 +157,18 @@ impl WriteGate for Gate {
             inner.stats.record_gate_wait(started.elapsed());
         }
         Ok(pending.into_pass())
+    }
+
+    fn key_held_elsewhere(&self, bucket: &BucketRecord, key: &str) -> bool {
+        let Ok(key) = ObjectKey::new(key) else { return false };
+        self.sites.inner.home.lock().is_ok_and(|h| h.site.write_lease_holder(bucket.id, &key).is_some())
+    }
+
+    fn listing_held_elsewhere(&self, bucket: &BucketRecord, prefix: &str) -> bool {
+        self.sites
+            .inner
+            .home
+            .lock()
+            .is_ok_and(|h| matches!(h.site.list(bucket.id, prefix), orbit_site::HomeRead::Redirect { .. }))
     }
 }

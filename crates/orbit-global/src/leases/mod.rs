@@ -16,11 +16,13 @@
 //! out on tasks of their own, and answers are fed back in.
 
 mod data;
+mod held;
 mod home;
 mod metrics;
 mod satellite;
 mod wire;
 
+pub use held::{HELD_BACKEND, LostWrites, WriteLeaseTable, WriteLeaseView};
 pub use metrics::{LeaseStats, StatsSnapshot};
 
 use async_trait::async_trait;
@@ -39,6 +41,8 @@ use std::time::{Duration, Instant};
 /// Settings-table keys of what the lease runtime persists.
 const EPOCH_SETTING: &[u8] = b"leases/home_epoch";
 const GRANTED_SETTING: &[u8] = b"leases/granted";
+/// The write leases this site granted as a home site (they never expire).
+const WRITE_LEASES_SETTING: &[u8] = b"leases/write_leases";
 
 /// Why the lease runtime cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +109,16 @@ pub(crate) struct Inner {
     /// whose home stopped answering fail at once instead of each waiting out
     /// its own timeout (a partition costs availability, promptly).
     reach: Mutex<std::collections::HashMap<SiteId, Reach>>,
+    /// The holder side of write leases (see `held`).
+    pub(crate) held: Mutex<held::HeldState>,
+    /// Staged writes commit one at a time, in sequence order.
+    pub(crate) held_write: tokio::sync::Mutex<()>,
+    /// Home applies one flushed write at a time.
+    pub(crate) flush_apply: tokio::sync::Mutex<()>,
+    /// Woken when home applied a flushed write (later ones wait their turn).
+    pub(crate) flush_landed: tokio::sync::Notify,
+    /// Persists of home's write-lease table, one at a time, each of the latest table.
+    pub(crate) home_persist: tokio::sync::Mutex<()>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -143,12 +157,20 @@ impl Sites {
             epoch.to_be_bytes().to_vec(),
         );
         meta.commit(txn).await.map_err(store)?;
+        let write_leases: Vec<orbit_site::WriteLeaseRecord> =
+            match meta.get(Table::Settings, WRITE_LEASES_SETTING).await.map_err(store)? {
+                Some(raw) => {
+                    serde_json::from_slice(&raw).map_err(|e| StartError::Store(format!("write leases: {e}")))?
+                }
+                None => Vec::new(),
+            };
+        let (held_leases, held_state) = Self::restore_held(&*meta).await.map_err(store)?;
         let clock = Clock::new();
-        let home = HomeSite::start(me.clone(), timing.clone(), epoch, Vec::new(), clock.now(), !granted_before);
+        let home = HomeSite::start(me.clone(), timing.clone(), epoch, write_leases, clock.now(), !granted_before);
         // Boot time in microseconds: above every request id an earlier
         // incarnation used (one per message, far fewer than a million a second).
         let first_req = u64::try_from(orbit_types::now_ms()).unwrap_or(0).saturating_mul(1000);
-        let sat = SatelliteSite::start(me.clone(), timing.clone(), Vec::new(), first_req);
+        let sat = SatelliteSite::start(me.clone(), timing.clone(), held_leases, first_req);
         let message_timeout = timing.retry_every.max(Duration::from_millis(200)) * 4;
         let inner = Inner {
             me,
@@ -165,6 +187,11 @@ impl Sites {
             ns: OnceLock::new(),
             stats: LeaseStats::default(),
             reach: Mutex::default(),
+            held: Mutex::new(held_state),
+            held_write: tokio::sync::Mutex::new(()),
+            flush_apply: tokio::sync::Mutex::new(()),
+            flush_landed: tokio::sync::Notify::new(),
+            home_persist: tokio::sync::Mutex::new(()),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -256,6 +283,7 @@ impl Sites {
         tokio::spawn(async move {
             let to = out.to.clone();
             let timeout = sites.inner.message_timeout;
+            let req = request_id(&out.message);
             let answer = sites.inner.peers.send(&to, out.message, timeout).await;
             sites.note_reach(&to, &answer);
             match answer {
@@ -264,6 +292,12 @@ impl Sites {
                     Err(_) => tracing::debug!(peer = %to, "an answer of another protocol version"),
                 },
                 Ok(None) => {}
+                // A typed refusal of a request answers it (a `Busy` one is
+                // sent again by the state machine).
+                Err(orbit_peer::PeerError::Refused(reason)) if req.is_some() => {
+                    let req = req.unwrap_or(orbit_site::RequestId(0));
+                    sites.receive_answer(&to, Message::Refused { req, reason });
+                }
                 // Unanswered messages are sent again by the state machines.
                 Err(e) => tracing::debug!(peer = %to, error = %e, "a lease message got no answer"),
             }
@@ -311,7 +345,7 @@ impl Sites {
         true
     }
 
-    fn receive_answer(&self, from: &SiteId, message: Message) {
+    pub(crate) fn receive_answer(&self, from: &SiteId, message: Message) {
         let now = self.inner.clock.now();
         if is_for_home(&message) {
             let events = self.inner.home.lock().map(|mut h| h.on_message(now, from, message)).unwrap_or_default();
@@ -327,25 +361,78 @@ impl Sites {
         }
     }
 
-    /// Acts on what the home side asked for.
+    /// Acts on what the home side asked for. A change of the write-lease
+    /// table is persisted before any message that follows it goes out.
     pub(crate) fn home_events(&self, events: Vec<HomeEvent>) {
-        for e in events {
-            if let HomeEvent::Send(out) = e {
-                if matches!(out.message, Message::Invalidate { .. }) {
-                    self.inner.stats.count_invalidation_sent();
-                }
-                self.send(out);
+        let Some(at) = events.iter().position(|e| matches!(e, HomeEvent::WriteLeasesChanged)) else {
+            for e in events {
+                self.home_send(e);
             }
+            return;
+        };
+        let mut events = events;
+        let after = events.split_off(at);
+        for e in events {
+            self.home_send(e);
+        }
+        let sites = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sites.persist_write_leases().await {
+                // Nothing that follows goes out: the grant or release is
+                // answered again when the request is sent again.
+                tracing::warn!(error = %e, "cannot persist the write-lease table");
+                return;
+            }
+            for e in after {
+                sites.home_send(e);
+            }
+        });
+    }
+
+    fn home_send(&self, e: HomeEvent) {
+        if let HomeEvent::Send(out) = e {
+            if matches!(out.message, Message::Invalidate { .. }) {
+                self.inner.stats.count_invalidation_sent();
+            }
+            match out.message {
+                Message::RecallWriteLease { .. } => {
+                    ::metrics::counter!("orbit_lease_recalls_sent_total", "lease" => "write").increment(1)
+                }
+                Message::RecallReadLease { .. } => {
+                    ::metrics::counter!("orbit_lease_recalls_sent_total", "lease" => "read").increment(1)
+                }
+                _ => {}
+            }
+            self.send(out);
         }
     }
 
-    /// Acts on what the satellite side asked for.
+    /// Persists home's write-lease table as it stands now.
+    pub(crate) async fn persist_write_leases(&self) -> orbit_types::Result<()> {
+        let _one = self.inner.home_persist.lock().await;
+        let table = self
+            .inner
+            .home
+            .lock()
+            .map(|h| h.site.write_leases())
+            .map_err(|_| orbit_types::Error::Internal("home lease state poisoned".into()))?;
+        ::metrics::gauge!("orbit_lease_write_leases_granted").set(table.len() as f64);
+        let raw = serde_json::to_vec(&table).map_err(|e| orbit_types::Error::Internal(e.to_string()))?;
+        let txn = Txn::new().put(Table::Settings, WRITE_LEASES_SETTING.to_vec(), raw);
+        self.inner.meta.commit(txn).await.map_err(|e| orbit_types::Error::Unavailable(e.to_string()))
+    }
+
+    /// Acts on what the satellite side asked for. Flushes of write leases
+    /// travel on the data route with their bytes, not as protocol messages.
     pub(crate) fn sat_events(&self, events: Vec<SatelliteEvent>) {
         for e in events {
             match e {
+                SatelliteEvent::Send(Outgoing { to, message: Message::FlushWrites { req, lease, writes } }) => {
+                    self.start_flush(to, req, lease, writes)
+                }
                 SatelliteEvent::Send(out) => self.send(out),
                 SatelliteEvent::ReadLeaseGranted { .. } => self.inner.stats.count_lease_taken(),
-                _ => {}
+                other => self.held_event(other),
             }
         }
     }
@@ -367,6 +454,14 @@ impl Sites {
                 false
             }
         }
+    }
+}
+
+/// The request id of a satellite's request that a refusal would answer.
+fn request_id(m: &Message) -> Option<orbit_site::RequestId> {
+    match m {
+        Message::GrantReadLease { req, .. } | Message::AcquireWriteLease { req, .. } => Some(*req),
+        _ => None,
     }
 }
 
@@ -393,13 +488,21 @@ impl PeerHandler for Sites {
         let now = self.inner.clock.now();
         match message {
             Message::Ping { req } => return Ok(Some(Message::Pong { req })),
-            // Forwarded writes travel on the data route with their bytes;
-            // write leases are not served yet.
-            Message::ForwardWrite { .. }
-            | Message::AcquireWriteLease { .. }
-            | Message::FlushWrites { .. }
-            | Message::ReleaseWriteLease { .. } => return Err(Refusal::NotImplemented),
+            // Forwarded and flushed writes travel on the data route with
+            // their bytes, never as bare protocol messages.
+            Message::ForwardWrite { .. } | Message::FlushWrites { .. } => return Err(Refusal::NotImplemented),
             Message::GrantReadLease { .. } if !self.mark_granted().await => return Err(Refusal::Busy),
+            // A write lease only in a bucket homed here: nobody else's table
+            // decides who writes it.
+            Message::AcquireWriteLease { ref scope, .. } => {
+                let homed = match self.ns() {
+                    Ok(ns) => ns.homed_bucket_by_id(scope.bucket).await.map_err(|_| Refusal::Busy)?,
+                    Err(_) => return Err(Refusal::Busy),
+                };
+                if homed.is_none() {
+                    return Err(Refusal::NotHome);
+                }
+            }
             _ => {}
         }
         let counted = match &message {
@@ -409,7 +512,12 @@ impl PeerHandler for Sites {
         };
         let events: Vec<Outgoing> = if is_for_home(&message) {
             let events = self.inner.home.lock().map(|mut h| h.on_message(now, &from, message)).unwrap_or_default();
+            // A grant or release of a write lease is durable before it is answered.
+            if events.contains(&HomeEvent::WriteLeasesChanged) && self.persist_write_leases().await.is_err() {
+                return Err(Refusal::Busy);
+            }
             let (sends, rest): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| matches!(e, HomeEvent::Send(_)));
+            let rest = rest.into_iter().filter(|e| !matches!(e, HomeEvent::WriteLeasesChanged)).collect();
             self.home_events(rest);
             sends.into_iter().filter_map(|e| if let HomeEvent::Send(o) = e { Some(o) } else { None }).collect()
         } else {

@@ -7,8 +7,8 @@
 //! bytes streaming, and acknowledged only once home committed them (after
 //! invalidating every lease, this site's included).
 
-use super::Sites;
 use super::wire::*;
+use super::{Sites, held};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -127,7 +127,7 @@ fn transfer_allowance(bytes: u64) -> std::time::Duration {
     std::time::Duration::from_secs_f64(bytes as f64 / 10e6)
 }
 
-fn bucket_ref(b: &BucketRecord) -> BucketRef {
+pub(crate) fn bucket_ref(b: &BucketRecord) -> BucketRef {
     BucketRef { tenant: b.tenant_id, name: b.name.as_str().to_owned(), id: b.id }
 }
 
@@ -167,8 +167,9 @@ impl Sites {
         self.call_expecting(home, op, description, body, None).await
     }
 
-    /// [`Self::call`] for an answer of about `expected_bytes` bytes.
-    async fn call_expecting<T: DeserializeOwned>(
+    /// [`Self::call`] for an answer of about `expected_bytes` bytes. A read
+    /// that home redirects to the holder of a write lease is asked there.
+    pub(crate) async fn call_expecting<T: DeserializeOwned>(
         &self,
         home: &SiteId,
         op: &str,
@@ -197,22 +198,37 @@ impl Sites {
         let sized = body.is_none() || expected_bytes.is_some();
         let timeout =
             sized.then(|| self.inner.message_timeout + transfer_allowance(expected_bytes.unwrap_or(0)) + gate);
-        let answer = self.inner.peers.data(home, op, description, body, timeout).await;
-        self.note_reach(home, &answer);
-        let answer = answer.map_err(|e| unreachable(home, e))?;
-        match answer.status {
-            STATUS_OK => {
-                let v = serde_json::from_slice(&answer.description)
-                    .map_err(|e| Error::Unavailable(format!("unreadable answer from `{home}`: {e}")))?;
-                Ok((v, answer.body))
-            }
-            STATUS_ERROR => {
-                let e: WireError = serde_json::from_slice(&answer.description)
-                    .map_err(|e| Error::Unavailable(format!("unreadable error from `{home}`: {e}")))?;
-                Err(e.into())
-            }
-            s => Err(Error::Unavailable(format!("home site `{home}` answered HTTP {s}"))),
+        let mut body = body;
+        let mut target = home.clone();
+        for hop in 0..2 {
+            let answer = self.inner.peers.data(&target, op, description.clone(), body.take(), timeout).await;
+            self.note_reach(&target, &answer);
+            let answer = answer.map_err(|e| unreachable(&target, e))?;
+            return match answer.status {
+                STATUS_OK => {
+                    let v = serde_json::from_slice(&answer.description)
+                        .map_err(|e| Error::Unavailable(format!("unreadable answer from `{target}`: {e}")))?;
+                    Ok((v, answer.body))
+                }
+                STATUS_ERROR => {
+                    let e: WireError = serde_json::from_slice(&answer.description)
+                        .map_err(|e| Error::Unavailable(format!("unreadable error from `{target}`: {e}")))?;
+                    Err(e.into())
+                }
+                STATUS_REDIRECT if hop == 0 && is_read(op) => {
+                    let r: RedirectAnswer = serde_json::from_slice(&answer.description)
+                        .map_err(|e| Error::Unavailable(format!("unreadable redirect from `{target}`: {e}")))?;
+                    metrics::counter!("orbit_lease_redirected_reads_total").increment(1);
+                    target = SiteId::new(r.holder);
+                    if target == self.inner.me {
+                        return Err(Error::Unavailable("home redirects this site's read to itself".into()));
+                    }
+                    continue;
+                }
+                s => Err(Error::Unavailable(format!("site `{target}` answered HTTP {s}"))),
+            };
         }
+        Err(Error::Unavailable("too many redirects between sites".into()))
     }
 
     /// Asks home for a read lease over the whole bucket (nothing if one is
@@ -237,10 +253,25 @@ impl Sites {
     }
 
     /// The record of `key` (none: absent), as the lease protocol allows.
+    /// The site holding a write lease over `key` of a bucket homed here.
+    fn holder_of(&self, bucket: &BucketRecord, key: &ObjectKey) -> Result<SiteId> {
+        let h = self.inner.home.lock().map_err(|_| poisoned())?;
+        h.site
+            .write_lease_holder(bucket.id, key)
+            .ok_or_else(|| Error::Unavailable("the write lease over the key was just given back; retry".into()))
+    }
+
     async fn remote_record(&self, bucket: &BucketRecord, key: &str) -> Result<Option<ObjectRecord>> {
         let home = home_of(bucket);
         let okey = ObjectKey::new(key)?;
         let entry = (bucket.id, key.to_owned());
+        let req = RecordRequest { bucket: bucket_ref(bucket), key: key.to_owned() };
+        // Homed here, leased to another site: that site is the authority.
+        if home == self.inner.me {
+            let holder = self.holder_of(bucket, &okey)?;
+            metrics::counter!("orbit_lease_redirected_reads_total").increment(1);
+            return Ok(self.call::<RecordAnswer>(&holder, OP_RECORD, &req, None).await?.0.record);
+        }
         let plan = {
             let mut s = self.inner.sat.lock().map_err(|_| poisoned())?;
             let now = self.inner.clock.now();
@@ -255,8 +286,8 @@ impl Sites {
                 p => p,
             }
         };
-        let req = RecordRequest { bucket: bucket_ref(bucket), key: key.to_owned() };
         match plan {
+            ReadPlan::Local => self.held_record(bucket, key).await,
             ReadPlan::Fetch(id) => {
                 self.inner.stats.count_read("record", "fetch");
                 let answer = self.call::<RecordAnswer>(&home, OP_RECORD, &req, None).await;
@@ -287,6 +318,21 @@ impl Sites {
     async fn remote_list(&self, bucket: &BucketRecord, q: &ListQuery) -> Result<ListPage> {
         let home = home_of(bucket);
         let entry = (bucket.id, PageKey::of(q));
+        if home == self.inner.me {
+            // Homed here, a write lease over part of the listing: the holder
+            // flushes what it staged there, then lists here.
+            let holder = {
+                let h = self.inner.home.lock().map_err(|_| poisoned())?;
+                match h.site.list(bucket.id, &q.prefix) {
+                    orbit_site::HomeRead::Redirect { holder } => holder,
+                    orbit_site::HomeRead::Local { .. } => {
+                        return Err(Error::Unavailable("the write lease was just given back; retry".into()));
+                    }
+                }
+            };
+            let req = ListRequest::new(bucket_ref(bucket), q);
+            return Ok(self.call::<ListAnswer>(&holder, OP_LIST, &req, None).await?.0.page.into());
+        }
         let plan = {
             let mut s = self.inner.sat.lock().map_err(|_| poisoned())?;
             let now = self.inner.clock.now();
@@ -301,6 +347,9 @@ impl Sites {
                 p => p,
             }
         };
+        if plan == ReadPlan::Local {
+            return self.held_list(bucket, q).await;
+        }
         let req = ListRequest::new(bucket_ref(bucket), q);
         match plan {
             ReadPlan::Fetch(id) => {
@@ -331,7 +380,8 @@ impl Sites {
         }
     }
 
-    /// One chunk of a version of an object, from home.
+    /// One chunk of a version of an object, from the site that has it
+    /// (home, or the write-lease holder that staged it).
     async fn fetch_chunk(
         self,
         bucket: BucketRef,
@@ -364,14 +414,32 @@ impl Sites {
         if span.is_empty() {
             return Ok(futures::stream::empty().boxed());
         }
+        let as_io = |e: Error| match e {
+            Error::PreconditionFailed => changed(),
+            e => std::io::Error::other(e.to_string()),
+        };
+        // Staged here under a write lease, or home's own (a read of a leased
+        // key at home that the holder answered from home's copy): local bytes.
+        let source = match held::staged_by(&rec.version) {
+            Some(site) => SiteId::new(site),
+            None => home_of(bucket),
+        };
+        if source == self.inner.me {
+            return if held::staged_by(&rec.version).is_some() {
+                self.held_bytes(bucket, key, &rec.version, span).await.map_err(as_io)
+            } else {
+                let ns = self.ns().map_err(as_io)?;
+                ns.home_bytes(bucket, key, &rec.version, span).await.map_err(as_io)
+            };
+        }
         let ns: Option<&Namespace> = self.inner.ns.get();
         let pool = ns.and_then(|n| n.cache());
         let cache = pool.map(|p| p.for_owner(&bucket.tenant_id.to_string()));
         let size = pool.map_or(UNCACHED_CHUNK, |p| p.chunk_size());
         let policy = bucket.chunk_policy(key);
         // The version names the object's bytes forever: chunks never go stale.
-        let cache_blob = Arc::<str>::from(format!("site:{}/{}/{}", bucket.home_site, bucket.id, rec.version));
-        let (bref, home, version, total) = (bucket_ref(bucket), home_of(bucket), rec.version.clone(), rec.size);
+        let cache_blob = Arc::<str>::from(format!("site:{}/{}/{}", source, bucket.id, rec.version));
+        let (bref, home, version, total) = (bucket_ref(bucket), source, rec.version.clone(), rec.size);
         let key = key.to_owned();
         let sites = self.clone();
         let read = move |index: u64| {
@@ -507,6 +575,9 @@ impl RemoteBuckets for Remote {
         key: &str,
         mut put: PutObject,
     ) -> Result<ObjectRecord> {
+        if self.sites.holds(bucket.id, key).is_some() {
+            return self.sites.held_put(bucket, key, put).await;
+        }
         self.sites.inner.stats.count_forwarded("put");
         let mismatch = Arc::new(Mutex::new(false));
         let body = std::mem::replace(&mut put.body, futures::stream::empty().boxed());
@@ -533,6 +604,9 @@ impl RemoteBuckets for Remote {
     }
 
     async fn delete_object(&self, caller: &Caller, bucket: &BucketRecord, key: &str) -> Result<()> {
+        if self.sites.holds(bucket.id, key).is_some() {
+            return self.sites.held_delete(bucket, key).await;
+        }
         self.sites.inner.stats.count_forwarded("delete");
         let req = DeleteRequest { caller: forwarder(caller), bucket: bucket_ref(bucket), key: key.to_owned() };
         self.sites.call::<()>(&home_of(bucket), OP_DELETE, &req, None).await.map(|_| ())
@@ -607,6 +681,7 @@ impl RemoteBuckets for Remote {
         conditions: WriteConditions,
         expected_checksum: Option<(ChecksumAlgorithm, String)>,
     ) -> Result<ObjectRecord> {
+        self.sites.write_through_barrier(bucket, key).await?;
         self.sites.inner.stats.count_forwarded("complete_upload");
         let req = CompleteRequest {
             caller: forwarder(caller),
@@ -696,6 +771,7 @@ impl RemoteBuckets for Remote {
         if source.home_site != bucket.home_site {
             return Err(Error::NotImplemented("copying between buckets homed at different sites".into()));
         }
+        self.sites.write_through_barrier(bucket, key).await?;
         self.sites.inner.stats.count_forwarded("copy");
         let c = src.conditions;
         let req = CopyRequest {

@@ -20,10 +20,41 @@ pub(crate) const OP_MP_COMPLETE: &str = "mp-complete";
 pub(crate) const OP_MP_ABORT: &str = "mp-abort";
 pub(crate) const OP_MP_PARTS: &str = "mp-parts";
 pub(crate) const OP_MP_UPLOADS: &str = "mp-uploads";
+/// A write-lease holder's write, applied at home (or, without a write, the
+/// question whether home still knows the lease).
+pub(crate) const OP_FLUSH: &str = "flush";
 
 /// The answer status of a success and of an error carried as [`WireError`].
 pub(crate) const STATUS_OK: u16 = 200;
 pub(crate) const STATUS_ERROR: u16 = 409;
+/// A read of a key another site holds a write lease over: ask that site
+/// ([`RedirectAnswer`]).
+pub(crate) const STATUS_REDIRECT: u16 = 307;
+
+/// Where a redirected read goes: the holder of the write lease.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RedirectAnswer {
+    pub holder: String,
+}
+
+/// One write a write-lease holder acknowledged, sent home with its bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct FlushRequest {
+    pub lease: orbit_site::LeaseId,
+    /// The holder's request id for this flush (echoed in home's answer).
+    pub req: orbit_site::RequestId,
+    /// None with no write.
+    pub bucket: Option<BucketRef>,
+    pub write: Option<HeldWriteWire>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HeldWriteWire {
+    pub seq: u64,
+    pub key: String,
+    /// The record as the holder stored it; none for a delete.
+    pub record: Option<ObjectRecord>,
+}
 
 /// The bucket a request is about, named as both sites know it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use super::{Connection, emit, fmt_time, print_table};
 use anyhow::Result;
 use clap::Subcommand;
-use orbit_admin::sites::{LeaseEntry, Site};
+use orbit_admin::sites::{AcquireWriteLease, LeaseEntry, Site, WriteLeaseEntry};
 
 #[derive(Subcommand)]
 pub enum SiteCmd {
@@ -16,6 +16,50 @@ pub enum SiteCmd {
     Directory,
     /// Read leases this site granted (as a home site) and holds (as a satellite).
     Leases,
+    /// Write leases this site holds and, as a home site, granted; and writes
+    /// lost to revocations.
+    WriteLeases,
+    /// Take an exclusive write lease on a prefix of a bucket homed at another
+    /// site: writes there are then acknowledged here, and flushed home.
+    Acquire {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix (empty: the whole bucket).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// How long to wait for the grant, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        wait_ms: u64,
+    },
+    /// Give a write lease back (everything staged is flushed home first).
+    Release {
+        lease: String,
+        #[arg(long, default_value_t = 60_000)]
+        wait_ms: u64,
+    },
+    /// At the home site: ask the holder of a write lease to give it back.
+    Recall { lease: String },
+    /// At the home site: take a write lease from a holder that does not come
+    /// back. Writes it acknowledged and never flushed are lost.
+    Revoke { lease: String },
+}
+
+const WRITE_LEASE_HEADER: [&str; 8] = ["role", "lease", "site", "bucket", "prefix", "unflushed", "flushed", "state"];
+
+fn write_lease_row(role: &str, l: &WriteLeaseEntry) -> Vec<String> {
+    let prefix = if l.prefix.is_empty() { "(whole bucket)".to_owned() } else { l.prefix.clone() };
+    vec![
+        role.into(),
+        l.lease.clone(),
+        l.site.clone(),
+        l.bucket.clone(),
+        prefix,
+        l.unflushed.to_string(),
+        l.flushed_upto.to_string(),
+        l.state.clone(),
+    ]
 }
 
 const LEASE_HEADER: [&str; 5] = ["role", "lease", "site", "bucket", "prefix"];
@@ -58,6 +102,42 @@ pub async fn run(cmd: SiteCmd, conn: &Connection) -> Result<()> {
                 let rows = rows.chain(t.held.iter().map(|l| lease_row("held", l))).collect();
                 print_table(&LEASE_HEADER, rows)
             })
+        }
+        SiteCmd::WriteLeases => {
+            let t = c.write_leases().await?;
+            emit(conn.output, &t, || {
+                let rows = t.held.iter().map(|l| write_lease_row("held", l));
+                let rows = rows.chain(t.granted.iter().map(|l| write_lease_row("granted", l))).collect();
+                print_table(&WRITE_LEASE_HEADER, rows);
+                for lost in &t.lost {
+                    println!("lost to revocation of {} (home {}): {}", lost.lease, lost.home, lost.keys.join(", "));
+                }
+            })
+        }
+        SiteCmd::Acquire { tenant, bucket, prefix, wait_ms } => {
+            let req = AcquireWriteLease { tenant, bucket, prefix, wait_ms: Some(wait_ms) };
+            let l = c.acquire_write_lease(&req).await?;
+            emit(conn.output, &l, || print_table(&WRITE_LEASE_HEADER, vec![write_lease_row("held", &l)]))
+        }
+        SiteCmd::Release { lease, wait_ms } => {
+            let r = c.release_write_lease(&lease, wait_ms).await?;
+            emit(conn.output, &r, || {
+                if r.released {
+                    println!("write lease {} released; everything written under it is at its home site", r.lease);
+                } else {
+                    println!("write lease {} is being released; staged writes are still flushing", r.lease);
+                }
+            })
+        }
+        SiteCmd::Recall { lease } => {
+            c.recall_write_lease(&lease).await?;
+            emit(conn.output, &serde_json::json!({ "lease": lease, "recalled": true }), || {
+                println!("asked the holder of write lease {lease} to flush and give it back")
+            })
+        }
+        SiteCmd::Revoke { lease } => {
+            let r = c.revoke_write_lease(&lease).await?;
+            emit(conn.output, &r, || println!("{}", r.statement))
         }
         SiteCmd::Show { name } => {
             let site = c.get_site(&name).await?;
