@@ -131,6 +131,52 @@ impl S3Server {
         Self { service: builder.build(), audit: crate::audit::S3Audit { auditor, dir } }
     }
 
+    /// Serve on `threads` threads, each with a single-threaded runtime of its
+    /// own accepting from the same listening socket, until `stop` turns true;
+    /// then let in-flight requests finish. As nginx's workers: a connection
+    /// and everything its requests spawn stay on the thread that accepted it,
+    /// so no request is handed between threads (on a shared multi-threaded
+    /// runtime, wake-ups across workers cost more CPU than a small GET's own
+    /// work). An idle thread is the first to accept, which spreads connections.
+    pub async fn serve_on_threads(
+        self,
+        listener: TcpListener,
+        threads: usize,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let listener = listener.into_std()?;
+        let mut done = Vec::new();
+        for i in 0..threads.max(1) {
+            let socket = listener.try_clone()?;
+            let server = Self { service: self.service.clone(), audit: self.audit.clone() };
+            let mut stop = stop.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            std::thread::Builder::new().name(format!("orbit-s3-{i}")).spawn(move || {
+                let served = runtime.block_on(async move {
+                    let listener = TcpListener::from_std(socket)?;
+                    server
+                        .serve(listener, async move {
+                            let _ = stop.wait_for(|v| *v).await;
+                        })
+                        .await
+                });
+                // Tasks the requests left behind (read-ahead, cache fills)
+                // end with the runtime.
+                drop(runtime);
+                let _ = tx.send(served);
+            })?;
+            done.push(rx);
+        }
+        let mut result = Ok(());
+        for rx in done {
+            if let Ok(Err(e)) = rx.await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
     /// Serve until `shutdown` completes, then let in-flight requests finish.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let mut conn_builder = ConnBuilder::new(TokioExecutor::new());

@@ -18,6 +18,8 @@ pub struct Config {
     /// Where the embedded metadata store, the local backend and the keys live.
     pub data_dir: PathBuf,
     pub s3_addr: SocketAddr,
+    /// Threads serving S3, each with a runtime of its own (0: one per CPU).
+    pub s3_threads: usize,
     pub admin_addr: SocketAddr,
     /// Region reported to S3 clients.
     pub region: String,
@@ -268,6 +270,7 @@ impl Default for Config {
             site: "local".into(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             s3_addr: "127.0.0.1:9000".parse().expect("valid"),
+            s3_threads: 0,
             admin_addr: "127.0.0.1:9001".parse().expect("valid"),
             region: "us-east-1".into(),
             s3_domains: Vec::new(),
@@ -305,6 +308,9 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if self.site.is_empty() || !self.site.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             bail!("config field `site`: must be letters, digits and '-', got `{}`", self.site);
+        }
+        if self.s3_threads > 1024 {
+            bail!("config field `s3_threads`: at most 1024 (0: one per CPU), got {}", self.s3_threads);
         }
         if self.s3_addr == self.admin_addr {
             bail!("config fields `s3_addr` and `admin_addr` must differ (both are {})", self.s3_addr);

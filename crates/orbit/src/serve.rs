@@ -262,7 +262,11 @@ pub async fn run(config: Config) -> Result<()> {
         Some(control) => orbit_admin::sites::with_write_leases(admin, control),
         None => admin,
     };
-    let s3_task = tokio::spawn(s3.serve(s3_listener, stopped(stop_rx.clone())));
+    let s3_threads = match config.s3_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let s3_task = tokio::spawn(s3.serve_on_threads(s3_listener, s3_threads, stop_rx.clone()));
     let admin_task =
         tokio::spawn(async move { axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(stop_rx)).await });
 
