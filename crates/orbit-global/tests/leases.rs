@@ -370,6 +370,33 @@ async fn a_multipart_upload_at_a_satellite_is_forwarded_step_by_step_and_complet
     let whole = [first.clone(), second.clone()].concat();
     assert_eq!(read(&w.sites[0], &h, BUCKET, "ckpt/model").await.unwrap(), whole);
     assert_eq!(read(&w.sites[1], &s, BUCKET, "ckpt/model").await.unwrap(), whole, "the missing entry was invalidated");
+    // Part copies across homes, both ways: into an upload homed at home
+    // from a bucket homed here, and into one homed here from home's bucket.
+    let mine = sat.create_bucket(&s, "local").await.unwrap();
+    assert_eq!(mine.home_site, "sat");
+    sat.put_object(&s, "local", "src", put(&second)).await.unwrap();
+    let copy_into = |bucket: &'static str, key: &'static str, from: (&'static str, &'static str), range| {
+        let (sat, s) = (sat.clone(), s.clone());
+        async move {
+            let up =
+                sat.create_upload(&s, bucket, key, Default::default(), Default::default(), None, None).await.unwrap();
+            let id = up.id.to_string();
+            let src =
+                orbit_core::CopySource { bucket: from.0.into(), key: from.1.into(), conditions: Default::default() };
+            let part = sat.upload_part_copy(&s, bucket, key, &id, 1, src, range).await?;
+            let done = orbit_core::CompletedPart { number: 1, etag: part.etag, checksum: None };
+            sat.complete_upload(&s, bucket, key, &id, vec![done], Default::default(), None).await
+        }
+    };
+    copy_into(BUCKET, "ckpt/copied", ("local", "src"), None).await.unwrap();
+    assert_eq!(read(&w.sites[0], &h, BUCKET, "ckpt/copied").await.unwrap(), second, "copied into home's upload");
+    let range = Some(orbit_core::ByteRange::FromTo { first: 10, last: Some(1_000_009) });
+    copy_into("local", "part", (BUCKET, "ckpt/model"), range).await.unwrap();
+    assert_eq!(read(&w.sites[1], &s, "local", "part").await.unwrap(), whole[10..1_000_010], "a range of home's object");
+    let past = Some(orbit_core::ByteRange::FromTo { first: 0, last: Some(whole.len() as u64) });
+    let refused = copy_into("local", "past", (BUCKET, "ckpt/model"), past).await;
+    assert!(matches!(refused, Err(Error::InvalidArgument(_))), "a copy range is never clamped: {refused:?}");
+
     // An aborted upload is gone at home too; an unknown one is NoSuchUpload.
     let up =
         sat.create_upload(&s, BUCKET, "ckpt/tmp", Default::default(), Default::default(), None, None).await.unwrap();

@@ -232,13 +232,12 @@ impl Namespace {
         self.remote.as_ref().filter(|_| bucket.home_site != self.site || held())
     }
 
-    /// What is left to the local path of a bucket homed elsewhere: copying
-    /// a part from another object (not forwarded yet).
+    /// A safety net: every multipart step of a bucket homed elsewhere is
+    /// forwarded (or, for a part copy, read and sent as a part) before it
+    /// would reach the local path.
     pub(crate) fn refuse_remote_multipart(&self, bucket: &BucketRecord) -> Result<()> {
         if self.remote_for(bucket).is_some() {
-            return Err(Error::NotImplemented(
-                "copying a part into an upload of a bucket homed at another site is not supported yet".into(),
-            ));
+            return Err(Error::NotImplemented("this multipart step is not forwarded to the bucket's home site".into()));
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //! completed object points at them in order, so completion moves no bytes.
 
 use super::object::{
-    ByteRange, CopySource, WriteConditions, check_write_conditions, parse_key, resolve_range, validate_metadata,
+    ByteRange, CopySource, GetObject, ReadConditions, WriteConditions, check_read_conditions, check_write_conditions,
+    parse_key, resolve_range, validate_metadata,
 };
 use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
 use crate::checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, combine_part_checksums, multipart_etag};
@@ -261,22 +262,12 @@ impl Namespace {
     ) -> Result<PartRecord> {
         require_write(caller)?;
         part_number_ok(number)?;
+        if self.crosses_sites(caller, bucket, key, &src.bucket).await? {
+            return self.upload_part_copy_across_sites(caller, bucket, key, upload_id, number, src, range).await;
+        }
         let up = self.resolve_upload(caller, bucket, key, upload_id).await?;
         let (source_bucket, source) = self.resolve_copy_source_in(caller, &src).await?;
-        let span = match range {
-            // Unlike a GET, a copy range is never clamped to the object.
-            Some(ByteRange::FromTo { first, last: Some(last) }) if last >= source.size || first > last => {
-                return Err(Error::InvalidArgument(format!(
-                    "Range specified is not valid for source object of size: {}",
-                    source.size
-                )));
-            }
-            Some(r) => resolve_range(source.size, r)?,
-            None => 0..source.size,
-        };
-        if span.end - span.start > MAX_PART_SIZE {
-            return Err(Error::EntityTooLarge("a part is limited to 5 GiB".into()));
-        }
+        let span = copy_span(source.size, range)?;
         let stream = self.copy_source_range(&source_bucket, &src.key, &source, span.clone()).await?;
         let alg = up.record.checksum_algorithm;
         let blob = new_part_blob_path(up.bucket.record.id, up.record.id, number);
@@ -295,6 +286,56 @@ impl Namespace {
             .await?;
         let part = part_record(number, w, &up.record);
         self.commit_part(&up, part).await
+    }
+
+    /// Whether the upload's bucket or the copy source's is homed at another site.
+    async fn crosses_sites(&self, caller: &Caller, bucket: &str, key: &str, src_bucket: &str) -> Result<bool> {
+        super::access::require_write_key(caller, bucket, key)?;
+        let dst = self.resolve_bucket(caller.tenant_id, bucket).await?;
+        let src = self.resolve_bucket(caller.tenant_id, src_bucket).await?;
+        Ok(self.remote_for(&dst.record).is_some() || self.remote_for(&src.record).is_some())
+    }
+
+    /// A part copied where the source or the upload is homed at another
+    /// site: the source's bytes are read as a GET of them is served here
+    /// (pinned to the version whose conditions were checked) and sent as an
+    /// UploadPart, which goes wherever the upload lives.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_part_copy_across_sites(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        src: CopySource,
+        range: Option<ByteRange>,
+    ) -> Result<PartRecord> {
+        let (source, _) = self.head_object(caller, &src.bucket, &src.key, &GetObject::default()).await?;
+        check_read_conditions(&source, &src.conditions, true)?;
+        let span = copy_span(source.size, range)?;
+        let same = ReadConditions { if_match: Some(format!("\"{}\"", source.etag)), ..Default::default() };
+        let range = (!span.is_empty()).then(|| ByteRange::FromTo { first: span.start, last: Some(span.end - 1) });
+        let get = GetObject { range, conditions: same, ..Default::default() };
+        let body = match self.get_object(caller, &src.bucket, &src.key, &get).await {
+            Err(Error::PreconditionFailed | Error::NotFound(_)) => {
+                return Err(Error::Unavailable("the source object changed during the copy, retry".into()));
+            }
+            other => other?,
+        };
+        let checksum = ExpectedChecksum { algorithm: None, value: None, trailer: None };
+        self.upload_part(
+            caller,
+            bucket,
+            key,
+            upload_id,
+            number,
+            body.stream,
+            Some(span.end - span.start),
+            None,
+            checksum,
+        )
+        .await
     }
 
     async fn parts_of(&self, upload: UploadId) -> Result<Vec<(Vec<u8>, Vec<u8>, PartRecord)>> {
@@ -595,4 +636,22 @@ impl Namespace {
         }
         Ok(page)
     }
+}
+
+/// The bytes of a source of `size` that a part copy takes. Unlike a GET's, a
+/// copy's range is never clamped to the object.
+fn copy_span(size: u64, range: Option<ByteRange>) -> Result<std::ops::Range<u64>> {
+    let span = match range {
+        Some(ByteRange::FromTo { first, last: Some(last) }) if last >= size || first > last => {
+            return Err(Error::InvalidArgument(format!(
+                "Range specified is not valid for source object of size: {size}"
+            )));
+        }
+        Some(r) => resolve_range(size, r)?,
+        None => 0..size,
+    };
+    if span.end - span.start > MAX_PART_SIZE {
+        return Err(Error::EntityTooLarge("a part is limited to 5 GiB".into()));
+    }
+    Ok(span)
 }
