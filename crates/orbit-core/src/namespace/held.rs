@@ -6,9 +6,8 @@
 
 use super::Namespace;
 use super::object::PutObject;
-use crate::checksum::ChecksumKind;
 use crate::gc::{SUPERSEDED_GRACE_MS, due_value, gc_key};
-use crate::records::{BucketRecord, ObjectRecord, Segment, StoredChecksum, new_blob_path};
+use crate::records::{BucketRecord, ObjectRecord, new_blob_path};
 use orbit_backend::{ByteStream, ObjectAttributes};
 use orbit_meta::Txn;
 use orbit_types::{Error, Result, TenantId, now_ms};
@@ -32,21 +31,7 @@ impl Namespace {
                 &ObjectAttributes::default(),
             )
             .await?;
-        Ok(ObjectRecord {
-            version: orbit_types::new_blob_id(),
-            size: w.size,
-            etag: w.md5_hex,
-            last_modified_ms: now_ms(),
-            headers: put.headers,
-            user_metadata: put.user_metadata,
-            checksum: w.checksum.map(|(algorithm, value)| StoredChecksum {
-                algorithm,
-                kind: ChecksumKind::FullObject,
-                value,
-            }),
-            segments: vec![Segment { backend: w.backend, blob: w.blob, size: w.size }],
-            parts_count: None,
-        })
+        Ok(w.into_record(put.headers, put.user_metadata))
     }
 
     /// Adds to `txn` the claim on `rec`'s blobs: once committed they are

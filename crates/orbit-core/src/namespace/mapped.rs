@@ -544,10 +544,7 @@ impl Namespace {
                 (rec, s)
             }
         };
-        let (headers, user_metadata) = match directive {
-            super::object::MetadataDirective::Copy => (source.headers.clone(), source.user_metadata.clone()),
-            super::object::MetadataDirective::Replace { headers, user_metadata } => (headers, user_metadata),
-        };
+        let (headers, user_metadata) = directive.apply(&source)?;
         let put = PutObject {
             body: stream,
             content_length: Some(source.size),

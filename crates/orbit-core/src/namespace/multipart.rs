@@ -2,8 +2,8 @@
 //! completed object points at them in order, so completion moves no bytes.
 
 use super::object::{
-    ByteRange, CopySource, GetObject, ReadConditions, WriteConditions, check_read_conditions, check_write_conditions,
-    parse_key, resolve_range, validate_metadata,
+    ByteRange, CopySource, GetObject, WriteConditions, check_read_conditions, check_write_conditions, parse_key,
+    resolve_range, validate_metadata,
 };
 use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
 use crate::checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, combine_part_checksums, multipart_etag};
@@ -314,15 +314,7 @@ impl Namespace {
         let (source, _) = self.head_object(caller, &src.bucket, &src.key, &GetObject::default()).await?;
         check_read_conditions(&source, &src.conditions, true)?;
         let span = copy_span(source.size, range)?;
-        let same = ReadConditions { if_match: Some(format!("\"{}\"", source.etag)), ..Default::default() };
-        let range = (!span.is_empty()).then(|| ByteRange::FromTo { first: span.start, last: Some(span.end - 1) });
-        let get = GetObject { range, conditions: same, ..Default::default() };
-        let body = match self.get_object(caller, &src.bucket, &src.key, &get).await {
-            Err(Error::PreconditionFailed | Error::NotFound(_)) => {
-                return Err(Error::Unavailable("the source object changed during the copy, retry".into()));
-            }
-            other => other?,
-        };
+        let body = self.read_copy_source(caller, &src, &source, Some(span.clone())).await?;
         let checksum = ExpectedChecksum { algorithm: None, value: None, trailer: None };
         self.upload_part(
             caller,

@@ -104,6 +104,19 @@ fn etag_list_matches(list: &str, etag: &str) -> bool {
 
 /// Evaluate read conditions in the order RFC 9110 gives: the 412 checks
 /// first, then the 304 checks.
+impl MetadataDirective {
+    /// The headers and user metadata of a copy of `source`.
+    pub(crate) fn apply(self, source: &ObjectRecord) -> Result<(ContentHeaders, BTreeMap<String, String>)> {
+        match self {
+            Self::Copy => Ok((source.headers.clone(), source.user_metadata.clone())),
+            Self::Replace { headers, user_metadata } => {
+                validate_metadata(&user_metadata)?;
+                Ok((headers, user_metadata))
+            }
+        }
+    }
+}
+
 pub(crate) fn check_read_conditions(rec: &ObjectRecord, c: &ReadConditions, copy_source: bool) -> Result<()> {
     let modified_s = rec.last_modified_ms.div_euclid(1000);
     if let Some(m) = &c.if_match {
@@ -238,6 +251,27 @@ pub(crate) struct WrittenBlob {
     pub size: u64,
     pub md5_hex: String,
     pub checksum: Option<(ChecksumAlgorithm, String)>,
+}
+
+impl WrittenBlob {
+    /// The record of a new version made of this one blob.
+    pub(crate) fn into_record(self, headers: ContentHeaders, user_metadata: BTreeMap<String, String>) -> ObjectRecord {
+        ObjectRecord {
+            version: orbit_types::new_blob_id(),
+            size: self.size,
+            etag: self.md5_hex,
+            last_modified_ms: now_ms(),
+            headers,
+            user_metadata,
+            checksum: self.checksum.map(|(algorithm, value)| StoredChecksum {
+                algorithm,
+                kind: ChecksumKind::FullObject,
+                value,
+            }),
+            segments: vec![Segment { backend: self.backend, blob: self.blob, size: self.size }],
+            parts_count: None,
+        }
+    }
 }
 
 impl Namespace {
@@ -442,21 +476,7 @@ impl Namespace {
                 &ObjectAttributes::default(),
             )
             .await?;
-        let rec = ObjectRecord {
-            version: orbit_types::new_blob_id(),
-            size: w.size,
-            etag: w.md5_hex,
-            last_modified_ms: now_ms(),
-            headers: put.headers,
-            user_metadata: put.user_metadata,
-            checksum: w.checksum.map(|(algorithm, value)| StoredChecksum {
-                algorithm,
-                kind: ChecksumKind::FullObject,
-                value,
-            }),
-            segments: vec![Segment { backend: w.backend, blob: w.blob, size: w.size }],
-            parts_count: None,
-        };
+        let rec = w.into_record(put.headers, put.user_metadata);
         self.commit_object(tenant, bucket, key, &rec, &put.conditions).await?;
         self.meter.bytes_in(tenant, bucket, rec.size);
         Ok(rec)
@@ -609,6 +629,28 @@ impl Namespace {
         Ok((sb.record, rec))
     }
 
+    /// The bytes of a copy source (`range` of it, or all), as a GET of them
+    /// is served here: the very version whose conditions were checked, or
+    /// a `503` to retry if it changed since.
+    pub(crate) async fn read_copy_source(
+        &self,
+        caller: &Caller,
+        src: &CopySource,
+        source: &ObjectRecord,
+        range: Option<Range<u64>>,
+    ) -> Result<ObjectBody> {
+        let same = ReadConditions { if_match: Some(format!("\"{}\"", source.etag)), ..Default::default() };
+        let range =
+            range.filter(|r| !r.is_empty()).map(|r| ByteRange::FromTo { first: r.start, last: Some(r.end - 1) });
+        let get = GetObject { range, conditions: same, ..Default::default() };
+        match self.get_object(caller, &src.bucket, &src.key, &get).await {
+            Err(Error::PreconditionFailed | Error::NotFound(_)) => {
+                Err(Error::Unavailable("the source object changed during the copy, retry".into()))
+            }
+            other => other,
+        }
+    }
+
     /// A copy between buckets homed at different sites: the source is read
     /// as any GET of it is served here (this site's cache under a lease, or
     /// its home), and its bytes are written as a PUT of the destination (its
@@ -629,22 +671,8 @@ impl Namespace {
                 "the source is larger than 5 GiB: copy it with a multipart upload instead".into(),
             ));
         }
-        let (headers, user_metadata) = match directive {
-            MetadataDirective::Copy => (source.headers.clone(), source.user_metadata.clone()),
-            MetadataDirective::Replace { headers, user_metadata } => {
-                validate_metadata(&user_metadata)?;
-                (headers, user_metadata)
-            }
-        };
-        // The very version whose conditions were checked, or nothing.
-        let same = ReadConditions { if_match: Some(format!("\"{}\"", source.etag)), ..Default::default() };
-        let get = GetObject { conditions: same, ..Default::default() };
-        let body = match self.get_object(caller, &src.bucket, &src.key, &get).await {
-            Err(Error::PreconditionFailed | Error::NotFound(_)) => {
-                return Err(Error::Unavailable("the source object changed during the copy, retry".into()));
-            }
-            other => other?,
-        };
+        let (headers, user_metadata) = directive.apply(&source)?;
+        let body = self.read_copy_source(caller, &src, &source, None).await?;
         // A whole-object checksum travels with the bytes and is checked again.
         let checksum = source.checksum.as_ref().filter(|c| c.kind == ChecksumKind::FullObject);
         let put = PutObject {
@@ -696,13 +724,7 @@ impl Namespace {
                 "this copy request is illegal because it is trying to copy an object to itself without changing the object's metadata".into(),
             ));
         }
-        let (headers, user_metadata) = match directive {
-            MetadataDirective::Copy => (source.headers.clone(), source.user_metadata.clone()),
-            MetadataDirective::Replace { headers, user_metadata } => {
-                validate_metadata(&user_metadata)?;
-                (headers, user_metadata)
-            }
-        };
+        let (headers, user_metadata) = directive.apply(&source)?;
         let b = self.resolve_bucket(caller.tenant_id, bucket).await?;
         let dst_name = b.record.backend.clone();
         let dst = self.backend(&dst_name)?.clone();
