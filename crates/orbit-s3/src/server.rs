@@ -145,13 +145,17 @@ impl S3Server {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<()> {
         let listener = listener.into_std()?;
+        // Everything that can fail comes first, so no thread serves alone.
+        let mut workers = Vec::new();
+        for _ in 0..threads.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            workers.push((listener.try_clone()?, runtime));
+        }
         let mut done = Vec::new();
-        for i in 0..threads.max(1) {
-            let socket = listener.try_clone()?;
+        for (i, (socket, runtime)) in workers.into_iter().enumerate() {
             let server = Self { service: self.service.clone(), audit: self.audit.clone() };
             let mut stop = stop.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             std::thread::Builder::new().name(format!("orbit-s3-{i}")).spawn(move || {
                 let served = runtime.block_on(async move {
                     let listener = TcpListener::from_std(socket)?;
