@@ -455,6 +455,10 @@ mod tests {
         assert!(e.contains("colour"), "{e}");
         std::fs::write(&p, "site = \"a b\"\n").unwrap();
         assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("`site`"));
+        std::fs::write(&p, "s3_threads = 5000\n").unwrap();
+        assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("`s3_threads`"));
+        std::fs::write(&p, "s3_threads = 3\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().s3_threads, 3);
         std::fs::write(&p, "[backends.remote]\nkind = \"ftp\"\n").unwrap();
         let e = Config::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("ftp") && e.contains("`backends.remote`") && e.contains("`kind`"), "{e}");

@@ -102,8 +102,6 @@ fn etag_list_matches(list: &str, etag: &str) -> bool {
     })
 }
 
-/// Evaluate read conditions in the order RFC 9110 gives: the 412 checks
-/// first, then the 304 checks.
 impl MetadataDirective {
     /// The headers and user metadata of a copy of `source`.
     pub(crate) fn apply(self, source: &ObjectRecord) -> Result<(ContentHeaders, BTreeMap<String, String>)> {
@@ -117,6 +115,8 @@ impl MetadataDirective {
     }
 }
 
+/// Evaluate read conditions in the order RFC 9110 gives: the 412 checks
+/// first, then the 304 checks.
 pub(crate) fn check_read_conditions(rec: &ObjectRecord, c: &ReadConditions, copy_source: bool) -> Result<()> {
     let modified_s = rec.last_modified_ms.div_euclid(1000);
     if let Some(m) = &c.if_match {
