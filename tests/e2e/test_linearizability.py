@@ -55,8 +55,8 @@ def test_concurrent_clients_of_one_site_see_a_linearizable_history(orbit, rw, bu
 
 
 def test_the_recorder_tells_refused_from_unknown_outcomes(orbit, rw, bucket):
-    """A refusal (4xx) or a connection never made surely did nothing: `fail`;
-    a request that got no answer may have taken effect: `unknown`; a get that
+    """A refusal (4xx) surely did nothing: `fail`; a connection error or a
+    request that got no answer may have taken effect: `unknown`; a get that
     failed is `unknown` (ignored by the checker)."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
