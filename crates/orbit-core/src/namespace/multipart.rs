@@ -2,8 +2,7 @@
 //! completed object points at them in order, so completion moves no bytes.
 
 use super::object::{
-    ByteRange, CopySource, GetObject, WriteConditions, check_read_conditions, check_write_conditions, parse_key,
-    resolve_range, validate_metadata,
+    ByteRange, CopySource, WriteConditions, check_write_conditions, parse_key, resolve_range, validate_metadata,
 };
 use super::{MAX_CAS_RETRIES, Namespace, ResolvedBucket, require_write};
 use crate::checksum::{ChecksumAlgorithm, ChecksumKind, ExpectedChecksum, combine_part_checksums, multipart_etag};
@@ -311,8 +310,7 @@ impl Namespace {
         src: CopySource,
         range: Option<ByteRange>,
     ) -> Result<PartRecord> {
-        let (source, _) = self.head_object(caller, &src.bucket, &src.key, &GetObject::default()).await?;
-        check_read_conditions(&source, &src.conditions, true)?;
+        let source = self.checked_copy_source(caller, &src).await?;
         let span = copy_span(source.size, range)?;
         let body = self.read_copy_source(caller, &src, &source, Some(span.clone())).await?;
         let checksum = ExpectedChecksum { algorithm: None, value: None, trailer: None };

@@ -463,21 +463,9 @@ impl Namespace {
             let current = self.read_object(b.record.id, key).await?;
             check_write_conditions(current.as_ref().map(|(_, r)| r), &put.conditions)?;
         }
-        let blob = new_blob_path(b.record.id);
-        let w = self
-            .write_blob(
-                b.record.tenant_id,
-                &b.record.backend,
-                blob,
-                put.body,
-                put.content_length,
-                put.content_md5.as_deref(),
-                put.checksum,
-                &ObjectAttributes::default(),
-            )
-            .await?;
-        let rec = w.into_record(put.headers, put.user_metadata);
-        self.commit_object(tenant, bucket, key, &rec, &put.conditions).await?;
+        let conditions = put.conditions.clone();
+        let rec = self.stage_object(&b.record, &b.record.backend, put).await?;
+        self.commit_object(tenant, bucket, key, &rec, &conditions).await?;
         self.meter.bytes_in(tenant, bucket, rec.size);
         Ok(rec)
     }
@@ -629,6 +617,14 @@ impl Namespace {
         Ok((sb.record, rec))
     }
 
+    /// The record of a copy source, wherever it is homed, with the copy's
+    /// source conditions checked against it (412 when they do not hold).
+    pub(crate) async fn checked_copy_source(&self, caller: &Caller, src: &CopySource) -> Result<ObjectRecord> {
+        let (source, _) = self.head_object(caller, &src.bucket, &src.key, &GetObject::default()).await?;
+        check_read_conditions(&source, &src.conditions, true)?;
+        Ok(source)
+    }
+
     /// The bytes of a copy source (`range` of it, or all), as a GET of them
     /// is served here: the very version whose conditions were checked, or
     /// a `503` to retry if it changed since.
@@ -664,8 +660,7 @@ impl Namespace {
         directive: MetadataDirective,
         conditions: WriteConditions,
     ) -> Result<ObjectRecord> {
-        let (source, _) = self.head_object(caller, &src.bucket, &src.key, &GetObject::default()).await?;
-        check_read_conditions(&source, &src.conditions, true)?;
+        let source = self.checked_copy_source(caller, &src).await?;
         if source.size > MAX_PUT_SIZE {
             return Err(Error::InvalidRequest(
                 "the source is larger than 5 GiB: copy it with a multipart upload instead".into(),
