@@ -6,6 +6,7 @@
 mod audit;
 mod convert;
 mod error;
+mod fast_read;
 mod handlers;
 mod host;
 mod identity;
@@ -13,6 +14,7 @@ mod metering;
 mod qos;
 mod request_id;
 mod server;
+mod sigv4;
 
 pub use host::VirtualHosts;
 pub use server::{S3Server, S3ServerConfig};

@@ -25,9 +25,14 @@ pub(crate) fn direction(op: &str) -> Direction {
 /// request, so a large object slows down to the rate and still completes.
 pub(crate) fn paced(extensions: &http::Extensions, body: ByteStream) -> ByteStream {
     match extensions.get::<BytePacer>() {
-        Some(p) if p.is_paced() => pace(body, p.clone()),
-        _ => body,
+        Some(p) => paced_by(p, body),
+        None => body,
     }
+}
+
+/// `body` paced by `pacer`, when it has limits to apply.
+pub(crate) fn paced_by(pacer: &BytePacer, body: ByteStream) -> ByteStream {
+    if pacer.is_paced() { pace(body, pacer.clone()) } else { body }
 }
 
 fn pace(body: ByteStream, pacer: BytePacer) -> ByteStream {

@@ -2,6 +2,7 @@
 //! each small response on a kept-alive connection waits ~40 ms for a delayed
 //! ACK), bounded request heads, and graceful shutdown.
 
+use crate::fast_read::FastRead;
 use crate::handlers::OrbitS3;
 use crate::host::VirtualHosts;
 use crate::identity::{OrbitAccess, OrbitAuth};
@@ -39,6 +40,7 @@ impl Default for S3ServerConfig {
 pub struct S3Server {
     service: S3Service,
     audit: crate::audit::S3Audit,
+    fast: Arc<FastRead>,
 }
 
 /// Counts and times every S3 request (to its response head) by method and
@@ -48,6 +50,7 @@ pub struct S3Server {
 #[derive(Clone)]
 struct Metered {
     service: S3Service,
+    fast: Arc<FastRead>,
     audit: crate::audit::S3Audit,
     handles: Arc<RwLock<HashMap<(http::Method, u16), RequestMetrics>>>,
 }
@@ -59,8 +62,8 @@ struct RequestMetrics {
 }
 
 impl Metered {
-    fn new(service: S3Service, audit: crate::audit::S3Audit) -> Self {
-        Self { service, audit, handles: Arc::default() }
+    fn new(service: S3Service, fast: Arc<FastRead>, audit: crate::audit::S3Audit) -> Self {
+        Self { service, fast, audit, handles: Arc::default() }
     }
 }
 
@@ -101,12 +104,15 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
         parts.extensions.insert(mark.clone());
         let key = crate::audit::presented_key(&parts);
         let path = parts.uri.path().to_owned();
-        let req = http::Request::from_parts(parts, body);
-        let fut = hyper::service::Service::call(&self.service, req);
+        let service = self.service.clone();
+        let fast = self.fast.clone();
         let audit = self.audit.clone();
         let handles = self.handles.clone();
         Box::pin(async move {
-            let mut resp = fut.await;
+            let mut resp = match fast.serve(&parts, &mark).await {
+                Some(resp) => Ok(resp),
+                None => service.call(http::Request::from_parts(parts, body).map(s3s::Body::from)).await,
+            };
             if let Ok(r) = &mut resp {
                 crate::request_id::stamp(r, &crate::request_id::new_id());
             }
@@ -124,11 +130,13 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
 impl S3Server {
     pub fn new(ns: Namespace, dir: Directory, config: S3ServerConfig, auditor: orbit_core::Auditor) -> Self {
         let meter = ns.meter().clone();
+        let hosts = VirtualHosts::new(config.domains);
+        let fast = Arc::new(FastRead::new(ns.clone(), dir.clone(), hosts.clone()));
         let mut builder = S3ServiceBuilder::new(OrbitS3 { ns, region: config.region });
         builder.set_auth(OrbitAuth { dir: dir.clone() });
         builder.set_access(OrbitAccess { dir: dir.clone(), meter });
-        builder.set_host(VirtualHosts::new(config.domains));
-        Self { service: builder.build(), audit: crate::audit::S3Audit { auditor, dir } }
+        builder.set_host(hosts);
+        Self { service: builder.build(), audit: crate::audit::S3Audit { auditor, dir }, fast }
     }
 
     /// Serve on `threads` threads, each with a single-threaded runtime of its
@@ -153,7 +161,7 @@ impl S3Server {
         }
         let mut done = Vec::new();
         for (i, (socket, runtime)) in workers.into_iter().enumerate() {
-            let server = Self { service: self.service.clone(), audit: self.audit.clone() };
+            let server = Self { service: self.service.clone(), audit: self.audit.clone(), fast: self.fast.clone() };
             let mut stop = stop.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
             std::thread::Builder::new().name(format!("orbit-s3-{i}")).spawn(move || {
@@ -190,7 +198,7 @@ impl S3Server {
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(MAX_REQUEST_HEAD);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let metered = Metered::new(self.service.clone(), self.audit.clone());
+        let metered = Metered::new(self.service.clone(), self.fast.clone(), self.audit.clone());
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let stream = tokio::select! {
