@@ -127,8 +127,15 @@ def test_what_the_fast_path_does_not_take_is_still_answered(orbit, s3, bucket, o
     params = {"Bucket": bucket, "Key": "plain", "VersionId": "null"}
     versioned = requests.get(s3.generate_presigned_url("get_object", Params=params, ExpiresIn=600), timeout=30)
     assert versioned.status_code == 200 and versioned.content == b"x" * 4096
+    # Presigned downloads often name the file to save: response-* overrides are s3s's.
+    params = {"Bucket": bucket, "Key": "plain", "ResponseContentDisposition": 'attachment; filename="p.bin"',
+              "ResponseContentType": "application/x-test"}
+    renamed = requests.get(s3.generate_presigned_url("get_object", Params=params, ExpiresIn=600), timeout=30)
+    assert renamed.status_code == 200 and renamed.content == b"x" * 4096
+    assert renamed.headers["Content-Disposition"] == 'attachment; filename="p.bin"'
+    assert renamed.headers["Content-Type"] == "application/x-test"
     after = fast_reads(orbit)
-    # The range and the versionId go to s3s; the metadata to encode is found only once the
+    # The range, the versionId and the overrides go to s3s; the metadata to encode is found only once the
     # record is read, so that GET is handed over then (and answered by s3s).
     assert after["GetObject"] == before["GetObject"]
 
