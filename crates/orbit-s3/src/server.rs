@@ -37,6 +37,7 @@ impl Default for S3ServerConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct S3Server {
     service: S3Service,
     audit: crate::audit::S3Audit,
@@ -161,7 +162,7 @@ impl S3Server {
         }
         let mut done = Vec::new();
         for (i, (socket, runtime)) in workers.into_iter().enumerate() {
-            let server = Self { service: self.service.clone(), audit: self.audit.clone(), fast: self.fast.clone() };
+            let server = self.clone();
             let mut stop = stop.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
             std::thread::Builder::new().name(format!("orbit-s3-{i}")).spawn(move || {

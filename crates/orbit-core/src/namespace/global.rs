@@ -217,19 +217,24 @@ impl Namespace {
     /// elsewhere, and for a key of a bucket homed here while another site
     /// holds a write lease over it.
     pub(crate) fn read_remote_for(&self, bucket: &BucketRecord, key: &str) -> Option<&Arc<dyn RemoteBuckets>> {
-        let held =
-            || self.gate.as_ref().is_some_and(|g| bucket.home_site == self.site && g.key_held_elsewhere(bucket, key));
-        self.remote.as_ref().filter(|_| bucket.home_site != self.site || held())
+        self.remote_unless_held_here(bucket, |g| g.key_held_elsewhere(bucket, key))
     }
 
     /// [`Self::read_remote_for`] for a listing of `prefix`.
     pub(crate) fn list_remote_for(&self, bucket: &BucketRecord, prefix: &str) -> Option<&Arc<dyn RemoteBuckets>> {
-        let held = || {
-            self.gate
-                .as_ref()
-                .is_some_and(|g| bucket.home_site == self.site && g.listing_held_elsewhere(bucket, prefix))
-        };
-        self.remote.as_ref().filter(|_| bucket.home_site != self.site || held())
+        self.remote_unless_held_here(bucket, |g| g.listing_held_elsewhere(bucket, prefix))
+    }
+
+    /// The satellite path when `bucket` is homed elsewhere, or homed here
+    /// and `held_elsewhere` says another site's write lease covers the read.
+    fn remote_unless_held_here(
+        &self,
+        bucket: &BucketRecord,
+        held_elsewhere: impl FnOnce(&dyn WriteGate) -> bool,
+    ) -> Option<&Arc<dyn RemoteBuckets>> {
+        let homed_here = bucket.home_site == self.site;
+        let held = || homed_here && self.gate.as_deref().is_some_and(held_elsewhere);
+        self.remote.as_ref().filter(|_| !homed_here || held())
     }
 
     /// A safety net: every multipart step of a bucket homed elsewhere is
